@@ -1,0 +1,248 @@
+"""Sanity checks for the bundled Vellmar sample corpus and its QA files.
+
+Usage:  python corpora/check_corpus.py        (needs pypdf for the PDF)
+
+Checks:
+  * every line of vellmar-qa.jsonl, probes/general-knowledge.jsonl and
+    fewshot.jsonl parses and has the expected keys;
+  * every answered QA item names a source file that exists under
+    corpora/vellmar/, and at least one of its answers occurs verbatim
+    (case-insensitive, whitespace-normalised) in that file's visible text
+    (HTML: tags stripped, <script>/<style> dropped; PDF: text of the stated
+    page, extracted with pypdf);
+  * unanswerable items have "answers": [] and no "source";
+  * fewshot answers are spans of their contexts;
+  * the corpus has the required formats and a sensible total word count.
+It also warns when an answer string occurs in a file other than its source
+(a hint that a fact is stated twice) and prints the word count per file.
+Exit status is 0 when every check passes, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE / "vellmar"
+QA = HERE / "vellmar-qa.jsonl"
+PROBES = HERE / "probes" / "general-knowledge.jsonl"
+FEWSHOT = HERE / "fewshot.jsonl"
+
+MIN_WORDS, MAX_WORDS = 3000, 4500
+MIN_QA, MIN_UNANSWERABLE = 60, 5
+
+
+class _VisibleText(HTMLParser):
+    SKIP = {"script", "style"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self._skip += 1
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_text(raw: str) -> str:
+    p = _VisibleText()
+    p.feed(raw)
+    p.close()
+    return " ".join(p.parts)
+
+
+def pdf_pages(path: Path) -> list[str]:
+    from pypdf import PdfReader
+
+    return [page.extract_text() or "" for page in PdfReader(str(path)).pages]
+
+
+def visible_text(path: Path) -> list[str]:
+    """Return the visible text of a file as a list of pages (one for non-PDF)."""
+    if path.suffix.lower() == ".pdf":
+        return pdf_pages(path)
+    raw = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in {".html", ".htm"}:
+        return [html_text(raw)]
+    return [raw]
+
+
+def norm(s: str) -> str:
+    return re.sub(r"\s+", " ", s).strip().lower()
+
+
+def read_jsonl(path: Path, errors: list[str]) -> list[dict]:
+    rows = []
+    if not path.exists():
+        errors.append(f"missing file {path}")
+        return rows
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            errors.append(f"{path.name}:{n}: blank line")
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            errors.append(f"{path.name}:{n}: bad JSON ({e})")
+            continue
+        if not isinstance(obj, dict):
+            errors.append(f"{path.name}:{n}: not an object")
+            continue
+        rows.append(obj)
+    return rows
+
+
+def main() -> int:
+    errors: list[str] = []
+    warnings: list[str] = []
+
+    files = sorted(p for p in CORPUS.rglob("*") if p.is_file())
+    texts: dict[str, list[str]] = {}
+    for p in files:
+        rel = p.relative_to(CORPUS).as_posix()
+        try:
+            texts[rel] = visible_text(p)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"cannot read {rel}: {e}")
+
+    # --- formats -----------------------------------------------------------
+    suffixes = Counter(Path(r).suffix.lower() for r in texts)
+    for suf, need in ((".md", 2), (".txt", 1), (".rst", 1), (".html", 1)):
+        if suffixes[suf] < need:
+            errors.append(f"need at least {need} {suf} file(s), found {suffixes[suf]}")
+    if suffixes[".pdf"] != 1:
+        errors.append(f"need exactly one .pdf, found {suffixes['.pdf']}")
+    for rel, pages in texts.items():
+        if rel.endswith(".pdf"):
+            if not 2 <= len(pages) <= 3:
+                errors.append(f"{rel}: {len(pages)} pages, expected 2-3")
+            for i, t in enumerate(pages, 1):
+                if len(t.split()) < 50:
+                    errors.append(f"{rel}: page {i} has almost no text")
+        if rel.endswith(".html"):
+            body = norm(pages[0])
+            if "script text" in body or "style text" in body:
+                errors.append(f"{rel}: script/style leaked into visible text")
+
+    # --- QA set --------------------------------------------------------------
+    qa = read_jsonl(QA, errors)
+    answered = unanswerable = 0
+    per_source: Counter[str] = Counter()
+    seen_q: set[str] = set()
+    for n, item in enumerate(qa, 1):
+        where = f"{QA.name}:{n}"
+        q, answers = item.get("question"), item.get("answers")
+        if not isinstance(q, str) or not q.strip():
+            errors.append(f"{where}: missing question")
+            continue
+        if norm(q) in seen_q:
+            errors.append(f"{where}: duplicate question")
+        seen_q.add(norm(q))
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            errors.append(f"{where}: answers must be a list of strings")
+            continue
+        if not answers:
+            unanswerable += 1
+            if "source" in item:
+                errors.append(f"{where}: unanswerable item must have no source")
+            continue
+        answered += 1
+        for a in answers:
+            if len(a.split()) > 5:
+                errors.append(f"{where}: answer too long: {a!r}")
+        src = item.get("source")
+        if not isinstance(src, str) or src not in texts:
+            errors.append(f"{where}: source {src!r} not found under {CORPUS}")
+            continue
+        per_source[src] += 1
+        pages = texts[src]
+        if src.endswith(".pdf"):
+            page = item.get("page")
+            if not isinstance(page, int) or not 1 <= page <= len(pages):
+                errors.append(f"{where}: PDF item needs a valid 'page' (got {page!r})")
+                continue
+            hay = norm(pages[page - 1])
+        else:
+            if "page" in item:
+                errors.append(f"{where}: 'page' given for non-PDF source")
+            hay = norm(" ".join(pages))
+        hits = [a for a in answers if norm(a) in hay]
+        if not hits:
+            errors.append(f"{where}: no answer of {answers} found in {src}")
+            continue
+        # Warn when the matched answer also occurs in another file.
+        for a in hits:
+            if len(a) < 4 or re.fullmatch(r"[\d.,:]+", a):
+                continue  # short numbers collide by chance
+            pat = re.compile(r"(?<!\w)" + re.escape(norm(a)) + r"(?!\w)")
+            others = [r for r, t in texts.items() if r != src and pat.search(norm(" ".join(t)))]
+            if others:
+                warnings.append(f"{where}: answer {a!r} also appears in {others}")
+
+    if answered < MIN_QA:
+        errors.append(f"only {answered} answered QA items, need {MIN_QA}")
+    if unanswerable < MIN_UNANSWERABLE:
+        errors.append(f"only {unanswerable} unanswerable items, need {MIN_UNANSWERABLE}")
+    for rel in texts:
+        need = 4 if rel.endswith((".pdf", ".html")) else 1
+        if per_source[rel] < need:
+            errors.append(f"{rel}: only {per_source[rel]} questions, need {need}")
+
+    # --- probes and few-shot -----------------------------------------------------
+    probes = read_jsonl(PROBES, errors)
+    if len(probes) != 30:
+        errors.append(f"{PROBES.name}: {len(probes)} lines, expected 30")
+    for n, item in enumerate(probes, 1):
+        if not isinstance(item.get("question"), str) or not item.get("answers"):
+            errors.append(f"{PROBES.name}:{n}: needs question and non-empty answers")
+
+    fewshot = read_jsonl(FEWSHOT, errors)
+    if len(fewshot) != 4:
+        errors.append(f"{FEWSHOT.name}: {len(fewshot)} lines, expected 4")
+    for n, item in enumerate(fewshot, 1):
+        c, q, a = item.get("context"), item.get("question"), item.get("answer")
+        if not all(isinstance(x, str) and x for x in (c, q, a)):
+            errors.append(f"{FEWSHOT.name}:{n}: needs context, question, answer")
+        elif a not in c:
+            errors.append(f"{FEWSHOT.name}:{n}: answer {a!r} is not a span of its context")
+        elif "vellmar" in c.lower():
+            errors.append(f"{FEWSHOT.name}:{n}: few-shot examples must not be about Vellmar")
+
+    # --- word counts ---------------------------------------------------------
+    total = 0
+    print("Words per file (visible text):")
+    for rel, pages in texts.items():
+        words = sum(len(t.split()) for t in pages)
+        total += words
+        extra = f", {len(pages)} pages" if rel.endswith(".pdf") else ""
+        print(f"  {rel:35s} {words:5d}  ({per_source[rel]} questions{extra})")
+    print(f"  {'TOTAL':35s} {total:5d}")
+    if not MIN_WORDS <= total <= MAX_WORDS:
+        errors.append(f"total word count {total} outside {MIN_WORDS}-{MAX_WORDS}")
+
+    print(f"QA lines: {len(qa)} ({answered} answered, {unanswerable} unanswerable)")
+    print(f"Probe lines: {len(probes)}; few-shot lines: {len(fewshot)}")
+    for w in warnings:
+        print("WARNING:", w)
+    for e in errors:
+        print("ERROR:", e)
+    print("OK" if not errors else f"FAILED ({len(errors)} errors)")
+    return 0 if not errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

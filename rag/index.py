@@ -1,0 +1,257 @@
+"""The on-disk index: FAISS vectors, a SQLite docstore, a BM25 index and a manifest.
+
+Layout of ``INDEX_DIR``::
+
+    CURRENT              name of the live generation, swapped atomically
+    gen-000003/
+        manifest.json    embedder name + weight fingerprint, dimension, chunking, index type
+        docstore.sqlite  chunks (text, source, page, offsets) and files (content hash)
+        embeddings.npy   float32 (n_chunks, dim), row i = chunk id i; the FAISS index is rebuilt from it
+        vectors.faiss    flat inner product, HNSW or IVF
+        bm25/            bm25s index over the same chunks
+
+A writer builds a whole new generation beside the live one and only then
+replaces ``CURRENT`` (``os.replace`` is atomic), so a crash or a kill mid-ingest
+leaves the previous index complete and usable.
+
+    >>> index = Index.open("/tmp/i")                         # doctest: +SKIP
+    >>> scores, ids = index.search_vectors(query_vectors, k=4)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import bm25s
+import faiss
+import numpy as np
+
+from rag.config import Config
+
+FORMAT_VERSION = 1
+BM25_STOPWORDS = "en"
+
+
+class IndexStoreError(Exception):
+    """An index that is missing, corrupt or built for another embedder (message says what to do)."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of a file, as chunked at ingest and stored in the docstore."""
+
+    source: str  # absolute path of the file
+    text: str
+    page: int | None  # 1-based PDF page, None for other formats
+    start: int  # character offsets of ``text`` within its page
+    end: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    embedder: str
+    embedder_fingerprint: str
+    dimension: int
+    chunk_tokens: int
+    chunk_overlap: int
+    index_type: str
+    num_chunks: int
+    num_files: int
+    updated: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    format_version: int = FORMAT_VERSION
+
+    def check_embedder(self, name: str, fingerprint: str) -> None:
+        """Refuse queries embedded by another model: their vectors live in another space."""
+        if fingerprint != self.embedder_fingerprint:
+            raise IndexStoreError(
+                f"this index was built with embedder {self.embedder} (fingerprint {self.embedder_fingerprint}) "
+                f"but the query embedder is {name} (fingerprint {fingerprint}); query with "
+                f"--embedder {self.embedder}, or re-embed the index with `python -m rag.ingest DIR... --embedder {name}`"
+            )
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    source: str
+    sha256: str
+    num_chunks: int
+
+
+# ---------------------------------------------------------------------------- FAISS index types
+
+
+def _flat(vectors: np.ndarray, config: Config) -> faiss.Index:
+    return faiss.IndexFlatIP(vectors.shape[1])
+
+
+def _hnsw(vectors: np.ndarray, config: Config) -> faiss.Index:
+    return faiss.IndexHNSWFlat(vectors.shape[1], config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+
+
+def _ivf(vectors: np.ndarray, config: Config) -> faiss.Index:
+    # faiss wants >= 39 training points per list; 4*sqrt(n) lists is its usual rule of thumb.
+    nlist = config.ivf_nlist or round(4 * math.sqrt(len(vectors)))
+    nlist = max(1, min(nlist, len(vectors) // 39))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(vectors.shape[1]), vectors.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    index.train(vectors)
+    return index
+
+
+FAISS_INDEX_TYPES = {"flat": _flat, "hnsw": _hnsw, "ivf": _ivf}
+
+
+def build_faiss(vectors: np.ndarray, config: Config) -> faiss.Index:
+    """A FAISS index of the configured type holding ``vectors`` (n, dim), row i as id i."""
+    if config.index_type not in FAISS_INDEX_TYPES:
+        raise ValueError(f"unknown index_type {config.index_type!r}; choose one of {', '.join(FAISS_INDEX_TYPES)}")
+    index = FAISS_INDEX_TYPES[config.index_type](vectors, config)
+    index.add(vectors)
+    return index
+
+
+def tokenize_for_bm25(texts: list[str], return_ids: bool):
+    return bm25s.tokenize(texts, stopwords=BM25_STOPWORDS, return_ids=return_ids, show_progress=False)
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+class Index:
+    """A read-only snapshot of one generation of an index."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        try:
+            self.manifest = Manifest(**json.loads((folder / "manifest.json").read_text(encoding="utf-8")))
+        except (OSError, TypeError, json.JSONDecodeError) as error:
+            raise IndexStoreError(f"index generation {folder} has no readable manifest ({error}); re-run rag.ingest") from error
+        if self.manifest.format_version != FORMAT_VERSION:
+            raise IndexStoreError(f"index {folder} has format {self.manifest.format_version}, expected {FORMAT_VERSION}; re-ingest it")
+        self.db = sqlite3.connect(f"file:{folder / 'docstore.sqlite'}?mode=ro", uri=True, check_same_thread=False)
+        self._faiss: faiss.Index | None = None
+        self._bm25: bm25s.BM25 | None = None
+
+    @classmethod
+    def open(cls, index_dir: str | Path) -> Index:
+        index_dir = Path(index_dir)
+        current = index_dir / "CURRENT"
+        if not current.is_file():
+            raise IndexStoreError(f"no index at {index_dir}; build one with `python -m rag.ingest DIR... --index {index_dir}`")
+        return cls(index_dir / current.read_text(encoding="utf-8").strip())
+
+    def __len__(self) -> int:
+        return self.manifest.num_chunks
+
+    def chunks(self, ids: list[int] | None = None) -> list[Chunk]:
+        """Chunks by id, in the order asked (all chunks, in id order, when ``ids`` is None)."""
+        columns = "id, source, text, page, start, end"
+        if ids is None:
+            rows = self.db.execute(f"SELECT {columns} FROM chunks ORDER BY id").fetchall()
+            return [Chunk(*row[1:]) for row in rows]
+        marks = ",".join("?" * len(ids))
+        rows = {row[0]: Chunk(*row[1:]) for row in self.db.execute(f"SELECT {columns} FROM chunks WHERE id IN ({marks})", ids)}
+        return [rows[i] for i in ids]
+
+    def chunk_ids_of(self, source: str) -> list[int]:
+        return [row[0] for row in self.db.execute("SELECT id FROM chunks WHERE source = ? ORDER BY id", (source,))]
+
+    def files(self) -> dict[str, FileRecord]:
+        return {row[0]: FileRecord(*row) for row in self.db.execute("SELECT source, sha256, num_chunks FROM files")}
+
+    def embeddings(self) -> np.ndarray:
+        return np.load(self.folder / "embeddings.npy", mmap_mode="r")
+
+    def search_vectors(self, vectors: np.ndarray, k: int, nprobe: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """Inner-product top-k: scores and ids, both (n_queries, k); id -1 pads short results."""
+        if self._faiss is None:
+            self._faiss = faiss.read_index(str(self.folder / "vectors.faiss"))
+            if isinstance(self._faiss, faiss.IndexIVF):
+                self._faiss.nprobe = nprobe
+        return self._faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+
+    def search_bm25(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 top-k: scores and ids, both (n_queries, k); id -1 pads short results."""
+        if self._bm25 is None:
+            self._bm25 = bm25s.BM25.load(str(self.folder / "bm25"))
+        n = min(k, len(self))
+        ids, scores = self._bm25.retrieve(tokenize_for_bm25(queries, return_ids=False), k=n, show_progress=False, n_threads=1)
+        pad = k - n
+        return (
+            np.pad(scores.astype(np.float32), ((0, 0), (0, pad)), constant_values=-np.inf),
+            np.pad(ids.astype(np.int64), ((0, 0), (0, pad)), constant_values=-1),
+        )
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+@contextmanager
+def writer_lock(index_dir: Path) -> Iterator[None]:
+    """One writer at a time per index; readers never need the lock."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise IndexStoreError(f"another rag.ingest is writing {index_dir}; wait for it to finish") from error
+        yield
+
+
+def write_generation(
+    index_dir: Path,
+    chunks: list[Chunk],
+    embeddings: np.ndarray,
+    files: list[FileRecord],
+    manifest: Manifest,
+    config: Config,
+) -> Path:
+    """Write a complete new generation, then make it live atomically; returns its folder.
+
+    Call under :func:`writer_lock`. ``embeddings`` is (len(chunks), dim) float32, normalized.
+    """
+    current = index_dir / "CURRENT"
+    previous = current.read_text(encoding="utf-8").strip() if current.is_file() else None
+    number = int(previous.removeprefix("gen-")) + 1 if previous else 1
+    folder = index_dir / f"gen-{number:06d}"
+    shutil.rmtree(folder, ignore_errors=True)  # debris of a run killed before it went live
+    folder.mkdir()
+
+    db = sqlite3.connect(folder / "docstore.sqlite")
+    db.execute("CREATE TABLE chunks (id INTEGER PRIMARY KEY, source TEXT, text TEXT, page INTEGER, start INTEGER, end INTEGER)")
+    db.execute("CREATE TABLE files (source TEXT PRIMARY KEY, sha256 TEXT, num_chunks INTEGER)")
+    db.execute("CREATE INDEX chunks_by_source ON chunks(source)")
+    db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)", [(i, c.source, c.text, c.page, c.start, c.end) for i, c in enumerate(chunks)])
+    db.executemany("INSERT INTO files VALUES (?, ?, ?)", [(f.source, f.sha256, f.num_chunks) for f in files])
+    db.commit()
+    db.close()
+
+    np.save(folder / "embeddings.npy", embeddings.astype(np.float32))
+    faiss.write_index(build_faiss(np.ascontiguousarray(embeddings, dtype=np.float32), config), str(folder / "vectors.faiss"))
+    bm25 = bm25s.BM25()
+    bm25.index(tokenize_for_bm25([c.text for c in chunks], return_ids=True), show_progress=False)
+    bm25.save(str(folder / "bm25"))
+    (folder / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
+
+    for path in folder.rglob("*"):  # data on disk before the pointer names it
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    staged = index_dir / "CURRENT.tmp"
+    staged.write_text(folder.name, encoding="utf-8")
+    with open(staged, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(staged, current)
+    for old in index_dir.glob("gen-*"):
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder

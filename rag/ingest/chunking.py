@@ -1,0 +1,35 @@
+"""Split pages into overlapping chunks measured in the embedder's own tokens.
+
+langchain-text-splitters' recursive splitter cuts on paragraph, then line,
+then sentence, then word boundaries, so a chunk rarely stops mid-sentence; its
+length function is the embedder's tokenizer, so a 256-token chunk fits the
+encoder's window instead of being silently truncated by it.
+
+    >>> splitter = make_splitter(embedder.tokenizer, chunk_tokens=256, overlap=32)  # doctest: +SKIP
+    >>> chunks = chunk_pages("/docs/a.md", load_file(Path("/docs/a.md")), splitter)  # doctest: +SKIP
+    >>> chunks[0].start, chunks[0].end      # character offsets into the page text
+"""
+
+from __future__ import annotations
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from rag.index import Chunk
+from rag.ingest.loaders import Page
+
+
+def make_splitter(tokenizer, chunk_tokens: int, overlap: int) -> RecursiveCharacterTextSplitter:
+    if not 0 <= overlap < chunk_tokens:
+        raise ValueError(f"chunk_overlap ({overlap}) must be >= 0 and smaller than chunk_tokens ({chunk_tokens})")
+    return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
+        tokenizer, chunk_size=chunk_tokens, chunk_overlap=overlap, add_start_index=True, strip_whitespace=True
+    )
+
+
+def chunk_pages(source: str, pages: list[Page], splitter: RecursiveCharacterTextSplitter) -> list[Chunk]:
+    chunks = []
+    for page in pages:
+        for piece in splitter.create_documents([page.text]):
+            start = piece.metadata["start_index"]
+            chunks.append(Chunk(source, piece.page_content, page.page, start, start + len(piece.page_content)))
+    return chunks

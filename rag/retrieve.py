@@ -1,0 +1,91 @@
+"""Retrieve: dense (FAISS), BM25 (bm25s) and hybrid (reciprocal rank fusion) search.
+
+Each method is a small function ``(retriever, questions, depth) -> rankings``
+picked by name; a ranking is a list of ``(chunk_id, score)``, best first.
+Hybrid fuses the dense and BM25 rankings with reciprocal rank fusion
+(Cormack, Clarke and Buettcher, SIGIR 2009): score = sum of 1 / (rrf_k + rank).
+
+    >>> retriever = Retriever(Index.open("/tmp/i"))          # doctest: +SKIP
+    >>> hits = retriever.search(["Who founded it?"], "hybrid", k=4)[0]  # doctest: +SKIP
+    >>> hits[0].chunk.source, hits[0].score                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag.config import Config
+from rag.index import Chunk, Index
+from rag.ingest import embed_texts
+from rag.models import embedder_source, load_embedder
+
+Ranking = list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    chunk_id: int
+    score: float
+    chunk: Chunk
+
+
+class Retriever:
+    """Search one index. The query embedder defaults to the one the index was built with."""
+
+    def __init__(self, index: Index, config: Config = Config(), *, embedder_spec: str | None = None, embedder=None):
+        self.index = index
+        self.config = config.override({"embedder": embedder_spec or index.manifest.embedder})
+        index.manifest.check_embedder(self.config.embedder, embedder_source(self.config.embedder).fingerprint())
+        self._embedder = embedder
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            self._embedder = load_embedder(self.config)
+        return self._embedder
+
+    def search(self, questions: list[str], method: str | None = None, k: int | None = None) -> list[list[Retrieved]]:
+        """Top-``k`` chunks for each question with the named method (default: config.retriever)."""
+        method = method or self.config.retriever
+        k = k or self.config.k
+        if method not in RETRIEVAL_METHODS:
+            raise ValueError(f"unknown retriever {method!r}; choose one of {', '.join(RETRIEVAL_METHODS)}")
+        rankings = [ranking[:k] for ranking in RETRIEVAL_METHODS[method](self, questions, k)]
+        wanted = sorted({cid for ranking in rankings for cid, _ in ranking})
+        by_id = dict(zip(wanted, self.index.chunks(wanted)))
+        return [[Retrieved(cid, score, by_id[cid]) for cid, score in ranking] for ranking in rankings]
+
+
+def _rankings(scores, ids) -> list[Ranking]:
+    return [[(int(i), float(s)) for s, i in zip(row_scores, row_ids) if i >= 0] for row_scores, row_ids in zip(scores, ids)]
+
+
+def dense(retriever: Retriever, questions: list[str], depth: int) -> list[Ranking]:
+    vectors = embed_texts(retriever.embedder, questions, retriever.config.embed_batch_size)  # (n_questions, dim)
+    return _rankings(*retriever.index.search_vectors(vectors, depth, retriever.config.ivf_nprobe))
+
+
+def bm25(retriever: Retriever, questions: list[str], depth: int) -> list[Ranking]:
+    # A chunk sharing no term with the question scores 0: it is not a match.
+    return [[(i, s) for i, s in ranking if s > 0] for ranking in _rankings(*retriever.index.search_bm25(questions, depth))]
+
+
+def hybrid(retriever: Retriever, questions: list[str], depth: int) -> list[Ranking]:
+    depth = max(depth, retriever.config.fusion_depth)
+    fused = []
+    for rankings in zip(dense(retriever, questions, depth), bm25(retriever, questions, depth)):
+        scores: dict[int, float] = defaultdict(float)
+        for ranking in rankings:
+            for rank, (chunk_id, _) in enumerate(ranking, 1):
+                scores[chunk_id] += 1.0 / (retriever.config.rrf_k + rank)
+        fused.append(sorted(scores.items(), key=lambda item: -item[1]))
+    return fused
+
+
+RETRIEVAL_METHODS: dict[str, Callable[[Retriever, list[str], int], list[Ranking]]] = {
+    "dense": dense,
+    "bm25": bm25,
+    "hybrid": hybrid,
+}
