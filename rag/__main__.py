@@ -1,4 +1,3 @@
-from rag.cli import main
-from rag.cli_common import run_cli
+from rag.cli import entry
 
-run_cli(main)
+entry()

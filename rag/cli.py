@@ -95,5 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The `rag` console script."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    entry()

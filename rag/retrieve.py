@@ -72,16 +72,21 @@ def bm25(retriever: Retriever, questions: list[str], depth: int) -> list[Ranking
     return [[(i, s) for i, s in ranking if s > 0] for ranking in _rankings(*retriever.index.search_bm25(questions, depth))]
 
 
+def reciprocal_rank_fusion(rankings: list[Ranking], rrf_k: int) -> Ranking:
+    """Fuse rankings of one query: each chunk scores sum(1 / (rrf_k + rank)), rank from 1."""
+    scores: dict[int, float] = defaultdict(float)
+    for ranking in rankings:
+        for rank, (chunk_id, _) in enumerate(ranking, 1):
+            scores[chunk_id] += 1.0 / (rrf_k + rank)
+    return sorted(scores.items(), key=lambda item: -item[1])
+
+
 def hybrid(retriever: Retriever, questions: list[str], depth: int) -> list[Ranking]:
     depth = max(depth, retriever.config.fusion_depth)
-    fused = []
-    for rankings in zip(dense(retriever, questions, depth), bm25(retriever, questions, depth)):
-        scores: dict[int, float] = defaultdict(float)
-        for ranking in rankings:
-            for rank, (chunk_id, _) in enumerate(ranking, 1):
-                scores[chunk_id] += 1.0 / (retriever.config.rrf_k + rank)
-        fused.append(sorted(scores.items(), key=lambda item: -item[1]))
-    return fused
+    return [
+        reciprocal_rank_fusion(list(rankings), retriever.config.rrf_k)
+        for rankings in zip(dense(retriever, questions, depth), bm25(retriever, questions, depth))
+    ]
 
 
 RETRIEVAL_METHODS: dict[str, Callable[[Retriever, list[str], int], list[Ranking]]] = {

@@ -15,21 +15,27 @@ from __future__ import annotations
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from rag.index import Chunk
-from rag.ingest.loaders import Page
+from rag.ingest.loaders import LoadError, Page
 
 
 def make_splitter(tokenizer, chunk_tokens: int, overlap: int) -> RecursiveCharacterTextSplitter:
     if not 0 <= overlap < chunk_tokens:
         raise ValueError(f"chunk_overlap ({overlap}) must be >= 0 and smaller than chunk_tokens ({chunk_tokens})")
     return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-        tokenizer, chunk_size=chunk_tokens, chunk_overlap=overlap, add_start_index=True, strip_whitespace=True
+        tokenizer, chunk_size=chunk_tokens, chunk_overlap=overlap, strip_whitespace=True
     )
 
 
 def chunk_pages(source: str, pages: list[Page], splitter: RecursiveCharacterTextSplitter) -> list[Chunk]:
     chunks = []
     for page in pages:
-        for piece in splitter.create_documents([page.text]):
-            start = piece.metadata["start_index"]
-            chunks.append(Chunk(source, piece.page_content, page.page, start, start + len(piece.page_content)))
+        # Located here rather than with add_start_index: LangChain steps its search forward by
+        # chunk_overlap *characters*, which overshoots when the overlap is measured in tokens.
+        cursor = 0
+        for text in splitter.split_text(page.text):
+            start = page.text.find(text, cursor)
+            if start < 0:
+                raise LoadError(f"chunker returned text not found in the page: {text[:60]!r}")
+            chunks.append(Chunk(source, text, page.page, start, start + len(text)))
+            cursor = start + 1
     return chunks

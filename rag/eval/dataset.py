@@ -1,0 +1,91 @@
+"""The questions of one eval run: split, seeded sample, corpus-from-QA, and each question's gold chunks.
+
+A question keeps the id of its line in the QA file (``q00012``; ``p00003`` for
+the forgetting probe), so ids stay the same whatever ``--split`` or ``--limit``
+picks, and a resumed run recognises the questions it already answered.
+
+Gold chunks, the relevant ids of the retrieval metrics: the chunks of the gold
+document (its path ends with ``/`` + the item's ``source``, on the item's page
+if it names one) that contain a gold answer, case-insensitively; when the
+answer is split across chunks or paraphrased, every chunk of the gold
+document. A question whose gold document is not in the index (no ``source``,
+an unanswerable question, a SQuAD title) is scored on its answer only.
+
+    >>> items = load_qa("corpora/vellmar-qa.jsonl")                              # doctest: +SKIP
+    >>> questions = select(items, split="val", limit=8, seed=0)                  # doctest: +SKIP
+    >>> gold = gold_chunk_ids(Index.open("indexes/vellmar"), questions)          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rag.index import Index
+from rag.qa import QAItem, split
+
+
+@dataclass(frozen=True)
+class Question:
+    qid: str
+    item: QAItem
+
+
+def select(items: list[QAItem], split_name: str = "all", limit: int | None = None, seed: int = 0, prefix: str = "q") -> list[Question]:
+    """The questions to evaluate: the ``split_name`` part (same split as rag.finetune), then a seeded sample."""
+    questions = [Question(f"{prefix}{number:05d}", item) for number, item in enumerate(items)]
+    if split_name != "all":
+        # rag.finetune trains on the train part of split(items) with these same defaults.
+        train, val = split(questions, key=lambda question: question.item.question)
+        questions = val if split_name == "val" else train
+    if limit is not None and limit < len(questions):
+        questions = sorted(random.Random(seed).sample(questions, limit), key=lambda question: question.qid)
+    return questions
+
+
+def write_qa_corpus(items: list[QAItem], folder: Path) -> list[QAItem]:
+    """Write each distinct context as ``folder/p0001.txt``...; return the items with that file as gold source.
+
+    With SQuAD this makes the paragraphs the corpus, so a SQuAD file alone is a
+    complete benchmark and retrieval is scored per paragraph.
+    """
+    names: dict[str, str] = {}
+    for item in items:
+        if item.context:
+            names.setdefault(item.context, f"p{len(names) + 1:04d}.txt")
+    if not names:
+        raise ValueError("--corpus-from-qa needs a QA set with contexts (SQuAD JSON, or JSONL with \"context\")")
+    folder.mkdir(parents=True, exist_ok=True)
+    for context, name in names.items():
+        path = folder / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != context:
+            path.write_text(context, encoding="utf-8")
+    return [replace(item, source=names[item.context], page=None) if item.context else item for item in items]
+
+
+def gold_chunk_ids(index: Index, questions: list[Question]) -> dict[str, list[int]]:
+    """qid -> ids of its relevant chunks in ``index`` (see the module docstring); absent: no gold chunk."""
+    by_source: dict[str, list[int]] = defaultdict(list)
+    chunks = index.chunks()  # id order: chunk ids are row numbers (rag.index.write_generation)
+    for chunk_id, chunk in enumerate(chunks):
+        by_source[chunk.source].append(chunk_id)
+    gold = {}
+    for question in questions:
+        item = question.item
+        if not item.source or not item.answers:
+            continue
+        suffix = "/" + item.source.lstrip("/")
+        document = [
+            chunk_id
+            for source, ids in by_source.items()
+            if source.endswith(suffix)
+            for chunk_id in ids
+            if item.page is None or chunks[chunk_id].page == item.page
+        ]
+        answers = [answer.lower() for answer in item.answers]
+        with_answer = [chunk_id for chunk_id in document if any(answer in chunks[chunk_id].text.lower() for answer in answers)]
+        if document:
+            gold[question.qid] = with_answer or document
+    return gold

@@ -1,0 +1,145 @@
+"""Answer metrics: SQuAD exact match and token F1, groundedness, abstention, bootstrap CIs.
+
+Exact match and F1 follow the official SQuAD v1.1 script (Rajpurkar et al.,
+2016, "SQuAD: 100,000+ Questions for Machine Comprehension of Text"): lower
+case, strip punctuation and the articles a/an/the, collapse whitespace, then
+take the best score over all gold answers. Retrieval metrics (recall@k, MRR,
+nDCG) live in :mod:`rag.metrics`.
+
+Confidence intervals are percentile bootstrap intervals of the mean (Efron,
+1979, "Bootstrap methods: another look at the jackknife"): resample the
+per-question scores with replacement, seeded, and read the 2.5th and 97.5th
+percentiles of the resampled means.
+
+    >>> normalize_answer("The  Eiffel Tower!")
+    'eiffel tower'
+    >>> exact_match("the Eiffel tower", ["Eiffel Tower", "Paris"])
+    1.0
+    >>> round(token_f1("built in 1889 in Paris", ["1889"]), 4)
+    0.3333
+    >>> answer_text("9 October 1891 [1]\\n\\nQuestion: who ...")
+    '9 October 1891'
+    >>> abstained("I don't know.")
+    True
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.pipeline import CITATION
+
+ARTICLES = re.compile(r"\b(a|an|the)\b")
+PUNCTUATION = set(string.punctuation)
+# The preprompts ask the model to say "I don't know"; a small model paraphrases it.
+ABSTENTION = re.compile(
+    r"\bi (?:don['’]?t|do not) know\b|\bnot (?:in|mentioned in|given in) the (?:context|passages?)\b|\bcan(?:not|['’]?t) answer\b",
+    re.IGNORECASE,
+)
+# Function words carry no claim, so groundedness ignores them (SQuAD normalization already drops articles).
+STOPWORDS = frozenset(
+    "about above after again all also am and any are as at be because been before being below between both but by "
+    "can could did do does doing down during each few for from further had has have having he her here hers him his "
+    "how i if in into is it its just me more most my no nor not now of off on once only or other our out over own "
+    "same she should so some such than that their theirs them then there these they this those through to too under "
+    "until up very was we were what when where which while who whom why will with would you your".split()
+)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD v1.1 normalization: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in PUNCTUATION)
+    return " ".join(ARTICLES.sub(" ", text).split())
+
+
+def answer_text(generated: str) -> str:
+    """The answer as scored: the first non-empty line, without ``[n]`` citation markers.
+
+    Why: a small model often runs on after its answer ("Paris.\\n\\n## What is ...");
+    scoring only the first line is the usual stop-at-newline rule of QA harnesses,
+    and the citations the RAG preprompt asks for are not part of the answer.
+    """
+    for line in generated.splitlines():
+        line = CITATION.sub("", line).strip()
+        if line:
+            return line
+    return ""
+
+
+def exact_match(prediction: str, golds: Sequence[str]) -> float:
+    """1.0 if the normalized prediction equals any normalized gold answer, else 0.0."""
+    if not golds:
+        raise ValueError("exact match needs at least one gold answer (score unanswerable questions with abstained)")
+    return float(any(normalize_answer(prediction) == normalize_answer(gold) for gold in golds))
+
+
+def _f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
+    common = sum((Counter(prediction_tokens) & Counter(gold_tokens)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(prediction_tokens), common / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def token_f1(prediction: str, golds: Sequence[str]) -> float:
+    """Best bag-of-tokens F1 between the normalized prediction and any gold answer."""
+    if not golds:
+        raise ValueError("token F1 needs at least one gold answer (score unanswerable questions with abstained)")
+    tokens = normalize_answer(prediction).split()
+    return max(_f1(tokens, normalize_answer(gold).split()) for gold in golds)
+
+
+def content_words(text: str) -> list[str]:
+    return [word for word in normalize_answer(text).split() if word not in STOPWORDS]
+
+
+def groundedness(answer: str, contexts: Sequence[str]) -> float | None:
+    """Share of the answer's content words that occur in the retrieved context.
+
+    ``None`` when there is no context (closed book) or the answer has no content
+    word, so that such answers do not count as perfectly or not at all grounded.
+    """
+    words = content_words(answer)
+    if not contexts or not words:
+        return None
+    context = set(normalize_answer(" ".join(contexts)).split())
+    return sum(word in context for word in words) / len(words)
+
+
+def abstained(answer: str) -> bool:
+    """The answer declines, e.g. "I don't know" or "not mentioned in the context"."""
+    return bool(ABSTENTION.search(answer))
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean and its bootstrap confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+def bootstrap_ci(values: Sequence[float], resamples: int = 1000, seed: int = 0, level: float = 0.95) -> Interval | None:
+    """Percentile bootstrap interval of the mean of ``values``; ``None`` for no values.
+
+    >>> bootstrap_ci([0.0, 1.0, 1.0, 1.0], seed=0).mean
+    0.75
+    """
+    if len(values) == 0:
+        return None
+    scores = np.asarray(values, dtype=np.float64)
+    rows = np.random.default_rng(seed).integers(0, len(scores), size=(resamples, len(scores)))  # (resamples, n)
+    means = scores[rows].mean(axis=1)  # (resamples,)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return Interval(float(scores.mean()), float(low), float(high))

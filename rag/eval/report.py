@@ -1,0 +1,339 @@
+"""The "RAG or fine-tune?" report: scores per combination, forgetting, verdict; report.md and report.json.
+
+Everything is computed from predictions.jsonl, so a resumed run reports on all
+its answers. The verdict names the combination with the best mean F1 and the
+cheapest combination whose mean F1 lies inside the best one's 95% bootstrap
+interval: on a small sample such a difference can be noise, and a cheaper
+setup that may be as good is the practical answer (Ovadia et al., 2024,
+"Fine-tuning or retrieval?"; Zhang et al., 2024, RAFT).
+
+Cost order (:data:`COST_ORDER`): fewer trainable parameters first (a
+combination that needs no training beats one that does), then lower latency
+p50, then fewer prompt tokens.
+
+    >>> report = build_report(log.predictions, settings, retrievers, generators, qids, probe_ids, skipped, 12.0)  # doctest: +SKIP
+    >>> write_report(report, Path("reports/vellmar"))                                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.eval.matrix import Artifact, EvalConfig, GeneratorSpec, RetrieverSpec, Skipped
+from rag.eval.metrics import Interval, bootstrap_ci
+from rag.eval.predictions import Prediction
+from rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k
+
+COST_ORDER = "fewest trainable parameters (no training first), then lowest latency p50, then fewest prompt tokens"
+RECALL_COLUMNS = (1, 5, 10)
+
+
+@dataclass(frozen=True)
+class CombinationScore:
+    combination: str
+    retriever: str
+    generator: str
+    questions: int
+    answerable: int  # questions with a gold answer: those EM and F1 are averaged over
+    exact_match: Interval | None
+    f1: Interval | None
+    recall: list[float] | None  # recall@1..k (index i is recall@(i+1)); None closed book
+    mrr: float | None  # MRR@k
+    ndcg: float | None  # nDCG@k
+    retrieval_questions: int  # questions with gold chunks in the index
+    groundedness: float | None
+    abstention: float | None  # share of unanswerable questions answered "I don't know"
+    prompt_tokens: float
+    latency_p50_s: float
+    latency_p95_s: float
+    questions_per_s: float
+    peak_rss_mb: float  # process high-water mark (it includes the models loaded before)
+    train_seconds: float | None  # from the artifacts' run.json; 0 without training, None if unknown
+    trainable_params: int | None
+    artifact_bytes: int
+
+    def cost(self) -> tuple[float, float, float]:
+        """Sort key of :data:`COST_ORDER`."""
+        trainable = math.inf if self.trainable_params is None else self.trainable_params
+        return trainable, self.latency_p50_s, self.prompt_tokens
+
+
+@dataclass(frozen=True)
+class ProbeScore:
+    """A generator's closed-book score on the general-knowledge probe (forgetting after fine-tuning)."""
+
+    generator: str
+    questions: int
+    exact_match: Interval | None
+    f1: Interval | None
+    f1_change: float | None  # minus the base model's F1; negative: knowledge was forgotten
+
+
+@dataclass(frozen=True)
+class Verdict:
+    best: str | None
+    cheapest: str | None  # cheapest combination whose F1 lies inside the best one's interval
+    within_interval: list[str]
+    cost_order: str
+    summary: list[str]
+
+
+@dataclass(frozen=True)
+class Report:
+    settings: EvalConfig
+    questions: int
+    combinations: list[CombinationScore]
+    forgetting: list[ProbeScore]
+    skipped: list[Skipped]
+    artifacts: list[Artifact]
+    verdict: Verdict
+    wall_seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _training_cost(artifacts: list[Artifact]) -> tuple[float | None, int | None, int]:
+    seconds = [a.wall_seconds for a in artifacts]
+    params = [a.trainable_params for a in artifacts]
+    return (
+        None if None in seconds else float(sum(seconds)),
+        None if None in params else int(sum(params)),
+        sum(a.artifact_bytes for a in artifacts),
+    )
+
+
+def score_combination(
+    predictions: list[Prediction], retriever: RetrieverSpec, generator: GeneratorSpec, settings: EvalConfig
+) -> CombinationScore:
+    answerable = [p for p in predictions if p.answers]
+    with_gold = [p for p in predictions if p.relevant]
+    resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
+    ranked = retriever.method is not None and with_gold
+    latencies = [p.latency_s for p in predictions]
+    train_seconds, trainable, size = _training_cost([a for a in (retriever.artifact, generator.artifact) if a])
+    return CombinationScore(
+        combination=f"{retriever.name}+{generator.name}",
+        retriever=retriever.name,
+        generator=generator.name,
+        questions=len(predictions),
+        answerable=len(answerable),
+        exact_match=bootstrap_ci([p.exact_match for p in answerable], **resample),
+        f1=bootstrap_ci([p.f1 for p in answerable], **resample),
+        recall=[_mean([recall_at_k(p.retrieved, p.relevant, k) for p in with_gold]) for k in range(1, settings.k + 1)] if ranked else None,
+        mrr=_mean([mrr_at_k(p.retrieved, p.relevant, settings.k) for p in with_gold]) if ranked else None,
+        ndcg=_mean([ndcg_at_k(p.retrieved, p.relevant, settings.k) for p in with_gold]) if ranked else None,
+        retrieval_questions=len(with_gold),
+        groundedness=_mean([p.groundedness for p in predictions if p.groundedness is not None]),
+        abstention=_mean([float(p.abstained) for p in predictions if not p.answers]),
+        prompt_tokens=float(np.mean([p.prompt_tokens for p in predictions])),
+        latency_p50_s=float(np.percentile(latencies, 50)),
+        latency_p95_s=float(np.percentile(latencies, 95)),
+        questions_per_s=len(latencies) / sum(latencies),
+        peak_rss_mb=max(p.peak_rss_mb for p in predictions),
+        train_seconds=train_seconds,
+        trainable_params=trainable,
+        artifact_bytes=size,
+    )
+
+
+def _compare(label: str, a: CombinationScore | None, b: CombinationScore | None) -> str | None:
+    """One verdict line: does ``a`` clearly beat ``b`` (``b``'s mean F1 below ``a``'s interval)?"""
+    if not (a and b and a.f1 and b.f1):
+        return None
+    if b.f1.mean < a.f1.low:
+        outcome = "clearly beats"
+    elif a.f1.mean < b.f1.low:
+        outcome = "clearly loses to"
+    else:
+        outcome = "is within noise of"
+    return (
+        f"{label}: {a.combination} (F1 {a.f1.mean:.3f}, 95% CI {a.f1.low:.3f}-{a.f1.high:.3f}) {outcome} "
+        f"{b.combination} (F1 {b.f1.mean:.3f}, 95% CI {b.f1.low:.3f}-{b.f1.high:.3f})."
+    )
+
+
+def verdict(scores: list[CombinationScore], fine_tuned: set[str]) -> Verdict:
+    scored = [s for s in scores if s.f1]
+    if not scored:
+        return Verdict(None, None, [], COST_ORDER, ["No question with a gold answer was scored."])
+    best = max(scored, key=lambda s: s.f1.mean)
+    within = [s for s in scored if s.f1.mean >= best.f1.low]
+    cheapest = min(within, key=CombinationScore.cost)
+
+    def top(keep: Callable[[CombinationScore], bool]) -> CombinationScore | None:
+        return max((s for s in scored if keep(s)), key=lambda s: s.f1.mean, default=None)
+
+    summary = [
+        f"Best quality: {best.combination}, F1 {best.f1.mean:.3f} (95% CI {best.f1.low:.3f}-{best.f1.high:.3f}).",
+        f"Cheapest within that interval: {cheapest.combination}, F1 {cheapest.f1.mean:.3f}, "
+        f"{cheapest.trainable_params if cheapest.trainable_params is not None else 'unknown'} trainable parameters, "
+        f"latency p50 {cheapest.latency_p50_s:.2f} s, {cheapest.prompt_tokens:.0f} prompt tokens "
+        f"({len(within)} of {len(scored)} combinations are inside the interval; cost order: {COST_ORDER}).",
+    ]
+    comparisons = [
+        ("Retrieval vs closed book", top(lambda s: s.retriever != "none"), top(lambda s: s.retriever == "none")),
+        ("Fine-tuning vs not (closed book)", top(lambda s: s.generator in fine_tuned and s.retriever == "none"),
+         top(lambda s: s.generator not in fine_tuned and s.retriever == "none")),
+        ("Fine-tuning vs not (with retrieval)", top(lambda s: s.generator in fine_tuned and s.retriever != "none"),
+         top(lambda s: s.generator not in fine_tuned and s.retriever != "none")),
+    ]
+    summary += [line for label, a, b in comparisons if (line := _compare(label, a, b))]
+    return Verdict(best.combination, cheapest.combination, [s.combination for s in within], COST_ORDER, summary)
+
+
+def score_probe(predictions: list[Prediction], generators: list[GeneratorSpec], settings: EvalConfig) -> list[ProbeScore]:
+    resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
+    by_generator = {g.name: [p for p in predictions if p.suite == "probe" and p.generator == g.name] for g in generators}
+    f1 = {name: bootstrap_ci([p.f1 for p in rows if p.answers], **resample) for name, rows in by_generator.items() if rows}
+    base = f1.get("base")
+    return [
+        ProbeScore(
+            name,
+            len(by_generator[name]),
+            bootstrap_ci([p.exact_match for p in by_generator[name] if p.answers], **resample),
+            f1[name],
+            f1[name].mean - base.mean if base and f1[name] else None,
+        )
+        for name in f1
+    ]
+
+
+def build_report(
+    predictions: list[Prediction],
+    settings: EvalConfig,
+    retrievers: list[RetrieverSpec],
+    generators: list[GeneratorSpec],
+    questions: set[str],
+    probes: set[str],
+    skipped: list[Skipped],
+    wall_seconds: float,
+) -> Report:
+    """Scores for this run's combinations over this run's question and probe ids; other lines are ignored."""
+    predictions = [p for p in predictions if p.qid in (questions if p.suite == "qa" else probes)]
+    scores = []
+    for retriever in retrievers:
+        for generator in generators:
+            key = f"{retriever.name}+{generator.name}"
+            rows = [p for p in predictions if p.suite == "qa" and p.combination == key]
+            if rows:
+                scores.append(score_combination(rows, retriever, generator, settings))
+    artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
+    fine_tuned = {g.name for g in generators if g.fine_tuned}
+    return Report(
+        settings,
+        len(questions),
+        scores,
+        score_probe(predictions, generators, settings),
+        skipped,
+        artifacts,
+        verdict(scores, fine_tuned),
+        round(wall_seconds, 1),
+    )
+
+
+# ---------------------------------------------------------------------------- report.md
+
+
+def _interval(value: Interval | None) -> str:
+    return "–" if value is None else f"{value.mean:.3f} ({value.low:.2f}–{value.high:.2f})"
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    value: Callable[[CombinationScore], float | None]
+    better: str | None  # "max" | "min" | None (not marked)
+    text: Callable[[CombinationScore], str]
+
+
+def _numeric(header: str, value: Callable[[CombinationScore], float | None], better: str | None, digits: int) -> Column:
+    return Column(header, value, better, lambda s: "–" if value(s) is None else f"{value(s):,.{digits}f}")
+
+
+def _columns(k: int) -> list[Column]:
+    recall = [_numeric(f"R@{n}", lambda s, n=n: s.recall[n - 1] if s.recall else None, "max", 3) for n in RECALL_COLUMNS if n <= k]
+    return [
+        Column("EM (95% CI)", lambda s: s.exact_match.mean if s.exact_match else None, "max", lambda s: _interval(s.exact_match)),
+        Column("F1 (95% CI)", lambda s: s.f1.mean if s.f1 else None, "max", lambda s: _interval(s.f1)),
+        *recall,
+        _numeric(f"MRR@{k}", lambda s: s.mrr, "max", 3),
+        _numeric(f"nDCG@{k}", lambda s: s.ndcg, "max", 3),
+        _numeric("Grounded", lambda s: s.groundedness, "max", 2),
+        _numeric("Abstain", lambda s: s.abstention, "max", 2),
+        _numeric("Prompt tok", lambda s: s.prompt_tokens, "min", 0),
+        _numeric("p50 s", lambda s: s.latency_p50_s, "min", 2),
+        _numeric("p95 s", lambda s: s.latency_p95_s, "min", 2),
+        _numeric("q/s", lambda s: s.questions_per_s, "max", 2),
+        _numeric("Peak MB", lambda s: s.peak_rss_mb, None, 0),  # a high-water mark: not comparable across rows
+        _numeric("Train s", lambda s: s.train_seconds, "min", 0),
+        _numeric("Trainable", lambda s: s.trainable_params, "min", 0),
+        _numeric("Artifact MB", lambda s: s.artifact_bytes / 1e6, "min", 1),
+    ]
+
+
+def _table(scores: list[CombinationScore], k: int) -> list[str]:
+    columns = _columns(k)
+    lines = ["| Combination | " + " | ".join(c.header for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    best = {}
+    for column in columns:
+        values = [v for s in scores if (v := column.value(s)) is not None]
+        if column.better and values:
+            best[column.header] = max(values) if column.better == "max" else min(values)
+    for s in scores:
+        cells = []
+        for column in columns:
+            value, text = column.value(s), column.text(s)
+            marked = value is not None and column.header in best and math.isclose(value, best[column.header])
+            cells.append(f"**{text}**" if marked else text)
+        lines.append(f"| {s.combination} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_markdown(report: Report) -> str:
+    settings = report.settings
+    lines = [
+        "# RAG or fine-tune? Evaluation report",
+        "",
+        f"QA set `{settings.qa}` ({settings.split} split, {report.questions} questions"
+        + (f", seeded sample of {settings.limit}" if settings.limit else "")
+        + f"); {len(report.combinations)} combinations; wall time {report.wall_seconds:.0f} s.",
+        "",
+        "## Verdict",
+        "",
+        *[f"- {line}" for line in report.verdict.summary],
+        "",
+        "## Results",
+        "",
+        *_table(report.combinations, settings.k),
+        "",
+        f"Best figure per column in bold. EM and F1 (SQuAD normalization) over the questions with a gold answer, "
+        f"with {settings.bootstrap_resamples}-resample 95% bootstrap intervals; retrieval metrics against the gold chunks; "
+        "groundedness is the share of the answer's content words found in the prompt's passages; abstention is the share "
+        "of unanswerable questions answered \"I don't know\"; latency is per question (batched generation time shared "
+        "over the batch, plus retrieval and prompt building); peak memory is the process high-water mark.",
+    ]
+    if report.forgetting:
+        lines += ["", "## Forgetting (closed book, general-knowledge probe)", "", "| Generator | Questions | EM | F1 | F1 change vs base |", "|---|---|---|---|---|"]
+        for probe in report.forgetting:
+            change = "–" if probe.f1_change is None else f"{probe.f1_change:+.3f}"
+            lines.append(f"| {probe.generator} | {probe.questions} | {_interval(probe.exact_match)} | {_interval(probe.f1)} | {change} |")
+    if report.skipped:
+        lines += ["", "## Skipped", "", *[f"- {s.variant}: {s.reason}" for s in report.skipped]]
+    lines += ["", "Charts: `quality_vs_cost.png`, `recall_at_k.png`. Per-question answers: `predictions.jsonl`.", ""]
+    return "\n".join(lines)
+
+
+def write_report(report: Report, out: Path) -> None:
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    (out / "report.md").write_text(render_markdown(report), encoding="utf-8")

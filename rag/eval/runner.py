@@ -1,0 +1,229 @@
+"""run_eval: answer every question with every retriever x generator combination, then report.
+
+The loop is generator-major: each generator's weights load once and answer the
+prompts of every retriever (``base`` and ``fewshot`` share one model, they
+differ only in the prompt); each retriever searches once for all questions.
+Prompts are sorted by length and generated ``generation_batch_size`` at a
+time, left-padded, and every finished batch is appended to predictions.jsonl,
+so an interrupted run resumes where it stopped.
+
+Forgetting: when a fine-tuned generator is evaluated, it and ``base`` also
+answer the general-knowledge probe closed book (Ovadia et al., 2024, compare
+knowledge injection by fine-tuning and by retrieval; a fine-tune that forgets
+what the base model knew is a cost too).
+
+    >>> from rag.eval import EvalConfig, run_eval
+    >>> settings = EvalConfig("corpora/vellmar-qa.jsonl", "reports/vellmar", corpus=("corpora/vellmar",), limit=8)
+    >>> report = run_eval(settings)                        # doctest: +SKIP
+    >>> report.verdict.best, report.verdict.cheapest       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from rag.eval.charts import write_charts
+from rag.eval.dataset import Question, gold_chunk_ids, select, write_qa_corpus
+from rag.eval.matrix import CLOSED_BOOK, EvalConfig, GeneratorSpec, RetrieverSpec, plan
+from rag.eval.metrics import abstained, answer_text, exact_match, groundedness, token_f1
+from rag.eval.predictions import Prediction, PredictionLog
+from rag.eval.report import Report, build_report, write_report
+from rag.generate import Generation, Generator
+from rag.index import Index
+from rag.ingest import ingest
+from rag.pipeline import Pipeline
+from rag.prompt import Prompt
+from rag.qa import load_qa
+from rag.retrieve import Retrieved, Retriever
+
+# Settings that change answers already in predictions.jsonl; --limit, --split and the matrix may change freely.
+FIXED_SETTINGS = ("qa", "corpus", "index", "corpus_from_qa", "k", "probe", "rag")
+ARTIFACT_SETTINGS = ("embedder", "adapter", "soft_prompt", "generator")
+
+
+@dataclass(frozen=True)
+class RetrievalRun:
+    """One retriever's results for all questions, reused by every generator."""
+
+    hits: dict[str, list[Retrieved] | None]  # qid -> chunks, best first; None = closed book
+    relevant: dict[str, list[int]]  # qid -> gold chunk ids in the searched index
+    seconds_per_question: float
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def check_resumable(out: Path, settings: EvalConfig) -> None:
+    """Refuse to mix answers made under other settings into one report; remember these settings."""
+    path = out / "settings.json"
+    current = json.loads(json.dumps(settings.to_dict()))  # tuples become lists, as read back
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = [key for key in FIXED_SETTINGS if saved.get(key) != current[key]]
+        changed += [key for key in ARTIFACT_SETTINGS if saved.get(key) and current[key] and saved[key] != current[key]]
+        if changed and (out / "predictions.jsonl").is_file():
+            raise ValueError(
+                f"{out} holds predictions made with other {', '.join(changed)}; "
+                f"use another --out, or delete {out / 'predictions.jsonl'} to start over"
+            )
+        # An artifact left out this time still names what the lines already written were made with.
+        current |= {key: saved[key] for key in ARTIFACT_SETTINGS if current[key] is None and saved.get(key)}
+    path.write_text(json.dumps(current, indent=2), encoding="utf-8")
+
+
+def open_indexes(settings: EvalConfig, retrievers: list[RetrieverSpec], out: Path) -> dict[bool, Index]:
+    """{fine_tuned_index: Index} for the indexes the retrievers search, ingesting them as needed."""
+    needed = {spec.fine_tuned_index for spec in retrievers if spec.method}
+    if not needed:
+        return {}
+    if settings.index:
+        main = Path(settings.index)
+        corpus = list(Index.open(main).files())  # the index's own files, for the fine-tuned copy
+    else:
+        main = out / "index"
+        corpus = [out / "corpus"] if settings.corpus_from_qa else list(settings.corpus)
+        ingest(corpus, main, settings.rag, show_progress=True)  # incremental: a no-op on resume
+    indexes = {False: Index.open(main)}
+    if True in needed:
+        # The fine-tuned embedder puts chunks in another vector space: it needs its own index.
+        ingest(corpus, out / "index-ft", settings.rag.override({"embedder": settings.embedder}), show_progress=True)
+        indexes[True] = Index.open(out / "index-ft")
+    return indexes
+
+
+def retrieve_all(spec: RetrieverSpec, indexes: dict[bool, Index], questions: list[Question], settings: EvalConfig) -> RetrievalRun:
+    if spec.method is None:
+        return RetrievalRun({q.qid: None for q in questions}, {}, 0.0)
+    index = indexes[spec.fine_tuned_index]
+    retriever = Retriever(index, settings.rag)
+    if spec.method != "bm25":
+        _ = retriever.embedder  # load it now, so that its load time does not count as query latency
+    began = time.perf_counter()
+    # Deep enough for the retrieval metrics (eval k) and for the prompt (rag config k).
+    results = retriever.search([q.item.question for q in questions], spec.method, k=max(settings.k, settings.rag.k))
+    seconds = (time.perf_counter() - began) / len(questions)
+    return RetrievalRun(dict(zip((q.qid for q in questions), results)), gold_chunk_ids(index, questions), seconds)
+
+
+def score(
+    suite: str,
+    retriever: RetrieverSpec,
+    generator: GeneratorSpec,
+    question: Question,
+    run: RetrievalRun,
+    prompt: Prompt,
+    generation: Generation,
+    overhead_s: float,
+) -> Prediction:
+    answer = answer_text(generation.text)
+    golds = question.item.answers
+    declined = abstained(answer)
+    hits = run.hits[question.qid] or []
+    return Prediction(
+        suite=suite,
+        combination=f"{retriever.name}+{generator.name}",
+        retriever=retriever.name,
+        generator=generator.name,
+        qid=question.qid,
+        question=question.item.question,
+        answers=golds,
+        generated=generation.text,
+        answer=answer,
+        retrieved=[hit.chunk_id for hit in hits],
+        relevant=run.relevant.get(question.qid, []),
+        prompt_tokens=len(prompt.input_ids),
+        latency_s=round(overhead_s + generation.seconds, 4),
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        exact_match=exact_match(answer, golds) if golds else None,
+        f1=token_f1(answer, golds) if golds else None,
+        # "I don't know" makes no claim, so it is neither grounded nor ungrounded.
+        groundedness=None if declined else groundedness(answer, [hit.chunk.text for hit in prompt.passages]),
+        abstained=declined,
+    )
+
+
+def answer_questions(
+    log: PredictionLog,
+    suite: str,
+    retriever: RetrieverSpec,
+    spec: GeneratorSpec,
+    generator: Generator,
+    questions: list[Question],
+    run: RetrievalRun,
+    progress: bool,
+) -> None:
+    """Generate, score and log the answers of one combination, batch by batch."""
+    name = f"{retriever.name}+{spec.name}" + (" (probe)" if suite == "probe" else "")
+    began = time.perf_counter()
+    hits = [run.hits[q.qid] for q in questions]
+    passages = [None if h is None else h[: spec.config.k] for h in hits]
+    prompts = Pipeline(None, spec.config, generator=generator).prompts([q.item.question for q in questions], passages)
+    overhead = run.seconds_per_question + (time.perf_counter() - began) / len(questions)
+    # Similar lengths in one batch: every pad token of a left-padded batch costs as much as a real one.
+    order = sorted(range(len(questions)), key=lambda i: len(prompts[i].input_ids))
+    size = spec.config.generation_batch_size
+    with tqdm(total=len(questions), desc=name, unit="q", disable=not progress) as bar:
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
+            generations = generator.generate([prompts[i].input_ids for i in batch])
+            log.append([score(suite, retriever, spec, questions[i], run, prompts[i], g, overhead) for i, g in zip(batch, generations)])
+            bar.update(len(batch))
+    elapsed = time.perf_counter() - began
+    tqdm.write(f"{name}: {len(questions)} questions in {elapsed:.1f} s, {len(questions) / elapsed:.2f} questions/s")
+
+
+def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
+    """Evaluate every planned combination (resuming from OUT/predictions.jsonl) and write the report."""
+    began = time.perf_counter()
+    out = Path(settings.out)
+    retrievers, generators, skipped = plan(settings)
+    if not retrievers or not generators:
+        raise ValueError("nothing to evaluate: " + "; ".join(f"{s.variant}: {s.reason}" for s in skipped))
+    items = load_qa(settings.qa)
+    out.mkdir(parents=True, exist_ok=True)
+    if settings.corpus_from_qa:
+        items = write_qa_corpus(items, out / "corpus")
+    questions = select(items, settings.split, settings.limit, settings.seed)
+    probing = settings.probe and any(g.fine_tuned for g in generators)
+    probes = select(load_qa(settings.probe), limit=settings.limit, seed=settings.seed, prefix="p") if probing else []
+    check_resumable(out, settings)
+    log = PredictionLog(out / "predictions.jsonl")
+    indexes = open_indexes(settings, retrievers, out)
+
+    retrieval: dict[str, RetrievalRun] = {}
+    no_retrieval = retrieve_all(CLOSED_BOOK, {}, probes, settings)
+    loaded: Generator | None = None
+    loaded_weights = None
+    for spec in generators:
+        pending = [(r, [q for q in questions if ("qa", f"{r.name}+{spec.name}", q.qid) not in log.done]) for r in retrievers]
+        if spec.fine_tuned or spec.name == "base":
+            pending_probes = [q for q in probes if ("probe", f"none+{spec.name}", q.qid) not in log.done]
+        else:
+            pending_probes = []
+        if not pending_probes and not any(todo for _, todo in pending):
+            continue
+        if loaded is None or loaded_weights != spec.weights:
+            loaded, loaded_weights = Generator.load(spec.config, adapter=spec.adapter), spec.weights
+        generator = Generator(loaded.model, loaded.tokenizer, spec.config)  # same weights, this variant's prompt config
+        for retriever, todo in pending:
+            if todo:
+                if retriever.name not in retrieval:
+                    retrieval[retriever.name] = retrieve_all(retriever, indexes, questions, settings)
+                answer_questions(log, "qa", retriever, spec, generator, todo, retrieval[retriever.name], progress)
+        if pending_probes:
+            answer_questions(log, "probe", CLOSED_BOOK, spec, generator, pending_probes, no_retrieval, progress)
+
+    report = build_report(
+        log.predictions, settings, retrievers, generators,
+        {q.qid for q in questions}, {q.qid for q in probes}, skipped, time.perf_counter() - began,
+    )
+    write_report(report, out)
+    write_charts(report, out)
+    return report

@@ -1,0 +1,81 @@
+"""python -m rag.finetune MODE --out DIR [data flags] [training flags]
+
+MODE is embeddings, lora, prompt-tuning or full. Data: --pairs FILE.jsonl, --qa FILE
+(SQuAD v1.1 JSON or JSONL; without "context" lines pass --index), or --synthetic --index DIR.
+
+    python -m rag.finetune embeddings --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --out runs/embedder
+    python -m rag.ingest --index indexes/vellmar --embedder runs/embedder          # re-embed with it
+    python -m rag.finetune lora --qa ../shared/data/squad/notre-dame-train-v1.1.json --out runs/lora --max-steps 50
+    python -m rag ask "..." --index indexes/vellmar --adapter runs/lora
+    python -m rag.finetune lora --objective unsupervised --index indexes/vellmar --paraphrases 1 --out runs/lora-kb
+    python -m rag.finetune prompt-tuning --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --out runs/soft
+    python -m rag.finetune full --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --out runs/full --max-steps 20
+    python -m rag.finetune embeddings --synthetic --index indexes/vellmar --out runs/embedder-synth
+    python -m rag.finetune lora ... --out runs/lora --resume --max-steps 100     # continue a run
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from rag.cli_common import add_config_flags, config_from_args, run_cli
+from rag.finetune.config import MODE_DEFAULTS, OBJECTIVES, FinetuneConfig
+from rag.finetune.run import finetune
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
+
+
+def option(group, flag: str, help: str = "", **kwargs) -> None:
+    """A flag for the FinetuneConfig field of the same name; its default lives in the dataclass only."""
+    default = FIELDS[flag.removeprefix("--").replace("-", "_")].default
+    shown = f" (default {default})" if default not in (None, False, "") else ""
+    group.add_argument(flag, default=argparse.SUPPRESS, help=help + shown, **kwargs)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m rag.finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", help=f"one of {', '.join(MODE_DEFAULTS)}")  # checked by FinetuneConfig.resolved
+    parser.add_argument("--out", required=True, help="artifact folder (checkpoints go in DIR/checkpoints)")
+    data = parser.add_argument_group("data")
+    option(data, "--pairs", 'JSONL of {"query", "positive", "negative"?}')
+    option(data, "--qa", 'SQuAD v1.1 JSON or JSONL of {"question", "answers", "context" or "source"}')
+    option(data, "--synthetic", "generate questions for the chunks of --index", action="store_true")
+    option(data, "--index", "index folder: gold passages for --qa without context, distractors, --synthetic")
+    option(data, "--val-fraction", "held-out share of the questions", type=float)
+    option(data, "--limit", "at most N training and N validation examples", type=int)
+    option(data, "--seed", "split, batch order and initialisation", type=int)
+    training = parser.add_argument_group("training (unset: the mode's default, see rag/finetune/config.py)")
+    option(training, "--epochs", type=int)
+    option(training, "--lr", type=float)
+    option(training, "--batch-size", type=int)
+    option(training, "--max-steps", "stop after N optimizer steps in total", type=int)
+    option(training, "--checkpoint-every", "steps between checkpoints", type=int)
+    option(training, "--resume", "continue from the last checkpoint in DIR/checkpoints", action="store_true")
+    modes = parser.add_argument_group("mode options")
+    option(modes, "--hard-negatives", "embeddings: mine one hard negative per pair", action="store_true")
+    option(modes, "--objective", "generator modes", choices=OBJECTIVES)
+    option(modes, "--passages", "passages per supervised prompt, the gold one included", type=int)
+    option(modes, "--distractors", "share of supervised examples with distractors only (RAFT)", type=float)
+    option(modes, "--paraphrases", "unsupervised: generated paraphrases per chunk", type=int)
+    option(modes, "--lora-r", type=int)
+    option(modes, "--lora-alpha", type=int)
+    option(modes, "--lora-dropout", type=float)
+    option(modes, "--lora-targets", 'comma-separated module names or "all-linear"')
+    option(modes, "--merge", "lora: also write DIR/merged, a plain model folder", action="store_true")
+    option(modes, "--virtual-tokens", "prompt-tuning: soft prompt length", type=int)
+    option(modes, "--init-text", "prompt-tuning: text the soft prompt starts from (default: the preprompt)")
+    add_config_flags(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = FinetuneConfig(**{name: value for name, value in vars(args).items() if name in FIELDS})
+    finetune(settings, config_from_args(args))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

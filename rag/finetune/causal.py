@@ -1,0 +1,125 @@
+"""Training sequences and the loss for the generator modes (lora, prompt-tuning, full).
+
+Two objectives:
+
+- ``supervised``: the exact chat prompt ``rag ask`` builds (:func:`rag.prompt.build_prompt`,
+  same preprompt, passage headers and token budget) with the gold passage among
+  ``passages - 1`` distractors in a seeded random order, and the target
+  ``"<answer> [n]"`` where n numbers the gold passage. The loss covers the answer
+  tokens only (labels -100 on the prompt). With ``--distractors P`` a fraction P
+  of the examples carries distractors only and keeps the answer as target, as in
+  RAFT (Zhang et al. 2024), which teaches the model to answer from what it learnt
+  and to ignore irrelevant passages.
+- ``unsupervised``: continued training on the corpus text itself (knowledge
+  injection), optionally with generated paraphrases of each chunk (Ovadia et
+  al. 2024 found facts need repeating in varied wording). Chunks are split into
+  training and validation by the same seeded hash as questions.
+
+    >>> train, val = generator_sequences(settings, Config(), data, model, tokenizer)  # doctest: +SKIP
+    >>> sum(label != IGNORE for label in train[0].labels)   # the answer's tokens      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rag.config import Config
+from rag.finetune.config import FinetuneConfig
+from rag.finetune.data import Data, Example, Passage
+from rag.finetune.trainer import Task
+from rag.index import Chunk
+from rag.prompt import build_prompt
+from rag.qa import is_validation, split
+from rag.retrieve import Retrieved
+
+IGNORE = -100  # label value the cross-entropy skips
+
+
+@dataclass(frozen=True)
+class Sequence:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE where no loss is taken
+
+
+def _retrieved(passage: Passage) -> Retrieved:
+    # chunk_id and score only matter at inference; the prompt shows the source name and page.
+    return Retrieved(-1, 0.0, Chunk(passage.source or "passage", passage.text, passage.page, 0, len(passage.text)))
+
+
+def supervised_sequence(example: Example, pool: list[Passage], tokenizer, config: Config, settings: FinetuneConfig) -> Sequence:
+    # Seeded by the question, so an example looks the same in every epoch and after --resume.
+    rng = random.Random(hashlib.sha256(f"{settings.seed}:{example.query}".encode()).digest())
+    # A distractor holding the answer would make the citation ambiguous.
+    candidates = [p for p in pool if p.text != example.positive and not any(a.lower() in p.text.lower() for a in example.answers)]
+    passages = rng.sample(candidates, min(settings.passages - 1, len(candidates)))
+    # The same seeded hash as the validation split picks the oracle-free fraction deterministically.
+    if not (settings.distractors and is_validation(f"distractors:{example.query}", settings.distractors, settings.seed)):
+        passages.append(Passage(example.positive, example.source, example.page))
+    rng.shuffle(passages)
+    prompt = build_prompt(example.query, [_retrieved(p) for p in passages], tokenizer, config)
+    gold = [n for n, hit in enumerate(prompt.passages, 1) if hit.chunk.text == example.positive]
+    answer = example.answers[0] + (f" [{gold[0]}]" if gold else "")  # nothing to cite when the gold passage is absent
+    target = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]  # eos = <|im_end|>: stop there
+    return Sequence(prompt.input_ids + target, [IGNORE] * len(prompt.input_ids) + target)
+
+
+def text_sequence(text: str, tokenizer, max_tokens: int) -> Sequence:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][: max_tokens - 1] + [tokenizer.eos_token_id]
+    return Sequence(ids, ids)
+
+
+def generator_sequences(settings: FinetuneConfig, config: Config, data: Data, model, tokenizer) -> tuple[list[Sequence], list[Sequence]]:
+    """(train, validation) sequences for the configured objective; ``model`` is the base, for paraphrases."""
+    if settings.objective == "supervised":
+        if any(not e.answers for e in data.train + data.val):
+            raise ValueError("the supervised objective needs reference answers: use --qa FILE (pairs carry none), or --objective unsupervised")
+        make = lambda examples: [supervised_sequence(e, data.corpus, tokenizer, config, settings) for e in examples]  # noqa: E731
+        return make(data.train), make(data.val)
+    texts = [passage.text for passage in data.corpus]
+    train_texts, val_texts = split(texts, settings.val_fraction, settings.seed, key=lambda text: text)
+    if settings.limit:
+        train_texts, val_texts = train_texts[: settings.limit], val_texts[: settings.limit]
+    if settings.paraphrases:
+        from rag.finetune.synthetic import paraphrase
+
+        added = paraphrase(model, tokenizer, config, train_texts, settings.paraphrases)
+        print(f"added {len(added)} paraphrases of {len(train_texts)} training chunks")
+        train_texts = train_texts + added
+    make = lambda texts: [text_sequence(t, tokenizer, config.context_tokens) for t in texts]  # noqa: E731
+    return make(train_texts), make(val_texts)
+
+
+def collate(batch: list[Sequence], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Right-padded tensors, each (B, T): input_ids, attention_mask, labels (IGNORE on padding)."""
+    width = max(len(s.input_ids) for s in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, sequence in enumerate(batch):
+        n = len(sequence.input_ids)
+        input_ids[row, :n] = torch.tensor(sequence.input_ids)
+        labels[row, :n] = torch.tensor(sequence.labels)
+        mask[row, :n] = 1
+    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+
+
+def causal_task(model, tokenizer, sequences: tuple[list[Sequence], list[Sequence]], save, merge=None) -> Task:
+    """A Task whose loss is the causal LM cross-entropy over the labelled tokens (the model shifts labels)."""
+    device = next(model.parameters()).device
+
+    def loss(batch: list[Sequence]):
+        inputs = collate(batch, tokenizer.pad_token_id, device)
+        return model(**inputs).loss, int(inputs["attention_mask"].sum())
+
+    train, val = sequences
+    return Task(model=model, train=train, val=val, loss=loss, save=save, merge=merge)
+
+
+def save_with_tokenizer(model, tokenizer, folder: Path) -> None:
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)

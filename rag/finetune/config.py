@@ -1,0 +1,101 @@
+"""FinetuneConfig: everything one fine-tuning run needs besides the shared ``rag.config.Config``.
+
+Hyper-parameters left ``None`` take the mode's default from :data:`MODE_DEFAULTS`
+(low learning rates for the embedder and the full model, higher ones for the
+few parameters of LoRA and a soft prompt), so ``run.json`` always records the
+values actually used.
+
+    >>> settings = FinetuneConfig("lora", "runs/lora", qa="corpora/vellmar-qa.jsonl", index="indexes/vellmar")
+    >>> settings.resolved().lr
+    0.0002
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModeDefaults:
+    lr: float
+    batch_size: int
+    epochs: int
+
+
+MODE_DEFAULTS = {
+    # sentence-transformers' own recipes use 2e-5 with batches of 16 or more: a low rate keeps the
+    # pre-trained geometry (the embedding guides: 100-1,000 pairs, a few epochs, low learning rate).
+    "embeddings": ModeDefaults(lr=2e-5, batch_size=16, epochs=3),
+    "lora": ModeDefaults(lr=2e-4, batch_size=4, epochs=1),  # Hu et al. 2021 use 2e-4 for GPT-2
+    "prompt-tuning": ModeDefaults(lr=3e-2, batch_size=4, epochs=1),  # Lester et al. 2021 use 0.3 with Adafactor
+    "full": ModeDefaults(lr=2e-5, batch_size=4, epochs=1),
+}
+OBJECTIVES = ("supervised", "unsupervised")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    mode: str  # embeddings | lora | prompt-tuning | full
+    out: str  # the artifact folder; checkpoints go under out/checkpoints
+
+    # --- data: exactly one of pairs, qa, synthetic (unsupervised generator runs may use the index alone)
+    pairs: str | None = None  # JSONL {"query", "positive", "negative"?}
+    qa: str | None = None  # SQuAD v1.1 JSON or JSONL {"question", "answers", "context"? | "source"}
+    synthetic: bool = False  # generate questions for the index's chunks with the local generator
+    index: str | None = None  # gold passages for QA without context, distractors, synthetic questions
+    val_fraction: float = 0.25  # the eval stage holds out the same questions (rag.qa.split, same defaults)
+    seed: int = 0
+    limit: int | None = None  # at most this many training and validation examples (tiny runs)
+
+    # --- optimisation (None = the mode's default)
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    max_steps: int | None = None  # stop after this many optimizer steps in total
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    checkpoint_every: int = 50  # steps; a checkpoint is also written at each epoch end and at the end
+    resume: bool = False
+
+    # --- embeddings
+    hard_negatives: bool = False  # mine one per pair from the corpus with the base encoder
+
+    # --- generator modes (lora, prompt-tuning, full)
+    objective: str = "supervised"  # supervised: question + passages -> answer; unsupervised: corpus text
+    passages: int = 3  # passages per supervised prompt: the gold one and passages - 1 distractors
+    distractors: float = 0.0  # fraction of supervised examples given distractors only (RAFT)
+    paraphrases: int = 0  # unsupervised: paraphrases of each chunk added by the local generator
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: str = "q_proj,v_proj"  # comma-separated module names, or "all-linear"
+    virtual_tokens: int = 20  # Lester et al. 2021: gains flatten past about 20 tokens
+    init_text: str | None = None  # soft prompt initialisation; None = the preprompt
+    merge: bool = False  # lora: also write out/merged, the adapter folded into the weights
+
+    def resolved(self) -> FinetuneConfig:
+        """A copy with every ``None`` hyper-parameter replaced by the mode default; checks values."""
+        if self.mode not in MODE_DEFAULTS:
+            raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODE_DEFAULTS)}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if not 0 <= self.distractors <= 1:
+            raise ValueError(f"--distractors is a fraction between 0 and 1, got {self.distractors}")
+        for name in ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        defaults = MODE_DEFAULTS[self.mode]
+        return dataclasses.replace(
+            self,
+            lr=self.lr if self.lr is not None else defaults.lr,
+            batch_size=self.batch_size or defaults.batch_size,
+            epochs=self.epochs or defaults.epochs,
+        )
+
+    def hyperparameters(self) -> dict:
+        """The values that shape training (recorded in run.json); paths and flags about the run itself are left out."""
+        skip = {"mode", "out", "pairs", "qa", "synthetic", "index", "resume", "seed", "merge"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}

@@ -1,0 +1,182 @@
+"""Training data shared by every mode: (query, gold passage, answers) examples, split and fingerprinted.
+
+Three sources, one per flag:
+
+- ``--pairs FILE.jsonl``: ``{"query", "positive", "negative"?}`` lines (no answers: embeddings only);
+- ``--qa FILE``: SQuAD v1.1 JSON or JSONL read by :func:`rag.qa.load_qa`. A question
+  with a ``context`` uses it as its gold passage; one without (``corpora/vellmar-qa.jsonl``)
+  takes it from ``--index``: the chunk of its ``source`` file that contains an answer,
+  else the chunk of that file closest to the question. Unanswerable questions are skipped;
+- ``--synthetic --index DIR``: questions written by the local generator (:mod:`rag.finetune.synthetic`).
+
+The split is :func:`rag.qa.split` on the question text, the same call the eval
+stage makes, so held-out questions are never trained on.
+
+    >>> data = load_data(FinetuneConfig("embeddings", "/tmp/e", qa="corpora/vellmar-qa.jsonl", index="/tmp/i"))  # doctest: +SKIP
+    >>> len(data.train), len(data.val), data.corpus[:1]                                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.config import Config
+from rag.finetune.config import FinetuneConfig
+from rag.index import Chunk, Index
+from rag.ingest import embed_texts
+from rag.qa import QAItem, load_qa, split
+from rag.retrieve import Retriever
+
+
+@dataclass(frozen=True)
+class Example:
+    query: str
+    positive: str  # the gold passage
+    answers: tuple[str, ...] = ()  # reference answers; empty for retrieval-only pairs
+    negative: str | None = None  # a hard negative passage
+    source: str | None = None  # file or title of the gold passage, shown in generator prompts
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class Passage:
+    text: str
+    source: str | None = None
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class Data:
+    train: list[Example]
+    val: list[Example]
+    corpus: list[Passage]  # to rank in evaluation and draw distractors from: index chunks, then other positives
+    origin: str  # where the examples came from, for run.json
+
+    @property
+    def fingerprint(self) -> str:
+        """Short SHA-256 of everything the run sees, so two runs on the same data can be recognised."""
+        payload = json.dumps([[asdict(x) for x in part] for part in (self.train, self.val, self.corpus)], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def load_pairs(path: str | Path) -> list[Example]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pairs file {path} does not exist")
+    examples = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            values = [row["query"], row["positive"], row.get("negative", "")]
+            if not all(isinstance(v, str) for v in values) or not values[0].strip() or not values[1].strip():
+                raise TypeError("query and positive must be non-empty strings, negative a string")
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(
+                f'{path}:{number}: expected a JSON object with "query" and "positive" ({type(error).__name__}: {error})'
+            ) from error
+        examples.append(Example(row["query"], row["positive"], negative=row.get("negative") or None, source=row.get("source")))
+    if not examples:
+        raise ValueError(f"pairs file {path} holds no pairs")
+    return examples
+
+
+def write_pairs(examples: list[Example], path: Path) -> None:
+    """The ``--pairs`` format, so generated data can be inspected and reused."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"query": e.query, "positive": e.positive, "source": e.source}, ensure_ascii=False) for e in examples]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def examples_from_qa(items: list[QAItem], index: Index | None, config: Config) -> list[Example]:
+    """Answerable questions with their gold passage (see the module docstring)."""
+    answerable = [item for item in items if item.answers]
+    if not answerable:
+        raise ValueError("the QA file has no question with an answer to train on")
+    missing = [item for item in answerable if item.context is None]
+    if missing and index is None:
+        raise ValueError(
+            f"{len(missing)} questions have no context passage (e.g. {missing[0].question!r}); "
+            "pass --index INDEX_DIR to take them from an index"
+        )
+    passages = _gold_chunks(missing, index, config) if missing else {}
+    examples = []
+    for item in answerable:
+        if item.context is not None:
+            examples.append(Example(item.question, item.context, tuple(item.answers), source=item.source))
+        elif (chunk := passages.get(item.question)) is not None:
+            examples.append(Example(item.question, chunk.text, tuple(item.answers), source=chunk.source, page=chunk.page))
+    if not examples:
+        raise ValueError("no question's source file is in the index; build the index from the QA set's corpus")
+    return examples
+
+
+def _gold_chunks(items: list[QAItem], index: Index, config: Config) -> dict[str, Chunk]:
+    """question -> gold chunk: in the item's source file (and page), containing an answer, else the closest."""
+    chunks = index.chunks()
+    by_source: dict[str, list[int]] = {}
+    for chunk_id, chunk in enumerate(chunks):
+        by_source.setdefault(chunk.source, []).append(chunk_id)
+    gold, unmatched = {}, []
+    for item in items:
+        if not item.source:
+            continue
+        ids = [i for source, ids in by_source.items() if source.endswith("/" + item.source) for i in ids]
+        on_page = [i for i in ids if chunks[i].page == item.page]
+        ids = on_page if item.page is not None and on_page else ids
+        containing = [i for i in ids if any(a.lower() in chunks[i].text.lower() for a in item.answers)]
+        if containing:
+            gold[item.question] = chunks[containing[0]]
+        elif ids:
+            unmatched.append((item, ids))
+    if unmatched:  # no chunk holds the answer verbatim: the chunk of that file closest to the question
+        retriever = Retriever(index, config)
+        questions = embed_texts(retriever.embedder, [item.question for item, _ in unmatched], config.embed_batch_size)
+        vectors = index.embeddings()
+        for (item, ids), question in zip(unmatched, questions):
+            scores = vectors[ids] @ question  # (len(ids), dim) @ (dim,) -> (len(ids),)
+            gold[item.question] = chunks[ids[int(np.argmax(scores))]]
+    return gold
+
+
+def load_data(settings: FinetuneConfig, config: Config = Config()) -> Data:
+    """Examples from the one data flag given, split by question and cut to ``--limit``."""
+    given = [name for name in ("pairs", "qa", "synthetic") if getattr(settings, name)]
+    if len(given) > 1:
+        raise ValueError(f"give one data source, not {' and '.join('--' + g for g in given)}")
+    index = Index.open(settings.index) if settings.index else None
+    if not given:
+        if settings.mode != "embeddings" and settings.objective == "unsupervised" and index is not None:
+            examples, origin = [], f"index {settings.index}"  # continued training needs only the corpus
+        else:
+            raise ValueError("no training data: pass --pairs FILE.jsonl, --qa FILE or --synthetic --index INDEX_DIR")
+    elif settings.pairs:
+        examples, origin = load_pairs(settings.pairs), f"pairs {settings.pairs}"
+    elif settings.qa:
+        examples, origin = examples_from_qa(load_qa(settings.qa), index, config), f"qa {settings.qa}"
+    else:
+        from rag.finetune.synthetic import synthetic_pairs
+
+        if index is None:
+            raise ValueError("--synthetic writes questions for an index's chunks: pass --index INDEX_DIR")
+        examples, origin = synthetic_pairs(index, settings, config), f"synthetic from {settings.index}"
+    train, val = split(examples, settings.val_fraction, settings.seed, key=lambda e: e.query)
+    if settings.limit:
+        train, val = train[: settings.limit], val[: settings.limit]
+    if examples and not (train and val):
+        raise ValueError(
+            f"{len(examples)} examples give {len(train)} for training and {len(val)} for validation; "
+            "use more data or change --val-fraction"
+        )
+    passages = [Passage(c.text, c.source, c.page) for c in index.chunks()] if index else []
+    passages += [Passage(e.positive, e.source, e.page) for e in examples]
+    unique: dict[str, Passage] = {}
+    for passage in passages:
+        unique.setdefault(passage.text, passage)
+    return Data(train, val, list(unique.values()), origin)

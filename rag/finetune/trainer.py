@@ -1,0 +1,225 @@
+"""The training loop every mode shares: AdamW, warm-up then linear decay, checkpoints, resume.
+
+A mode hands over a :class:`Task` (the model, examples, a loss and a way to
+save the artifact); the loop owns everything else: a progress bar with the
+loss, the validation loss before training and at the end of each epoch,
+training throughput, and a checkpoint in ``checkpoints/step-NNNNNN`` every
+``checkpoint_every`` steps, at each epoch end, at the end and on Ctrl-C.
+
+A checkpoint holds only the trainable parameters, the optimizer state and a
+:class:`TrainState`. The batch order is a pure function of (seed, epoch) and the
+dropout seed of (seed, step), so a resumed run takes the very steps the
+uninterrupted one would have taken. The learning rate is recomputed from the
+step and the total, so ``--resume --max-steps`` may extend a finished run.
+
+    >>> lr_factor(0, total=10, warmup=2), lr_factor(2, total=10, warmup=2), lr_factor(9, total=10, warmup=2)
+    (0.5, 1.0, 0.125)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from rag.finetune.config import FinetuneConfig
+
+
+def shuffled_batches(examples: list, size: int, rng: random.Random) -> list[list]:
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    return [[examples[i] for i in order[start : start + size]] for start in range(0, len(order), size)]
+
+
+@dataclass
+class Task:
+    """What a mode gives the loop. Parameters of ``model`` with ``requires_grad`` are trained."""
+
+    model: torch.nn.Module
+    train: list
+    val: list
+    loss: Callable[[list], tuple[torch.Tensor, int]]  # batch -> (mean loss, input tokens in the batch)
+    save: Callable[[Path], None]  # write the artifact into an empty folder
+    evaluate: Callable[[], dict[str, float]] | None = None  # metrics besides the loss, before and after
+    batches: Callable[[list, int, random.Random], list[list]] = shuffled_batches
+    merge: Callable[[Path], None] | None = None  # lora --merge: write the merged model
+
+
+@dataclass
+class TrainState:
+    fingerprint: str  # of the data; a checkpoint only resumes on the same data
+    step: int = 0
+    train_losses: list[float] = field(default_factory=list)  # one per step
+    val_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss): before training, each epoch end
+    before: dict[str, float] = field(default_factory=dict)  # metrics of the untrained model
+    train_seconds: float = 0.0  # optimizer steps only, summed over resumed runs
+    examples_seen: int = 0
+    tokens_seen: int = 0
+    resumed_from: int = 0
+
+    def throughput(self) -> dict[str, float]:
+        seconds = max(self.train_seconds, 1e-9)
+        return {"examples_per_s": round(self.examples_seen / seconds, 2), "tokens_per_s": round(self.tokens_seen / seconds, 1)}
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then linear decay towards 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def plan_steps(task: Task, settings: FinetuneConfig) -> list[tuple[int, list]]:
+    """(epoch, batch) for every step: ``epochs`` passes, or exactly ``max_steps`` steps cycling the data."""
+    plan: list[tuple[int, list]] = []
+    epoch = 0
+    while (len(plan) < settings.max_steps) if settings.max_steps else (epoch < settings.epochs):
+        batches = task.batches(task.train, settings.batch_size, random.Random(f"{settings.seed}:{epoch}"))
+        plan += [(epoch, batch) for batch in batches]
+        epoch += 1
+    return plan[: settings.max_steps] if settings.max_steps else plan
+
+
+@torch.no_grad()
+def validation_loss(task: Task, batch_size: int) -> float:
+    task.model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(task.val), batch_size):
+        batch = task.val[start : start + batch_size]
+        total += task.loss(batch)[0].item() * len(batch)
+        count += len(batch)
+    return total / count
+
+
+def train(task: Task, settings: FinetuneConfig, checkpoints: Path, fingerprint: str) -> TrainState:
+    """Train ``task`` as ``settings`` (resolved) say; returns the final state. See the module docstring."""
+    trainable = {name: p for name, p in task.model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(trainable.values(), lr=settings.lr, weight_decay=settings.weight_decay)
+    state = TrainState(fingerprint)
+    if settings.resume:
+        state = load_checkpoint(checkpoints, trainable, optimizer, fingerprint) or state
+    plan = plan_steps(task, settings)
+    warmup = math.ceil(settings.warmup_ratio * len(plan))
+    if not state.val_losses:
+        loss = validation_loss(task, settings.batch_size)
+        state.val_losses.append((0, loss))
+        state.before = {"val_loss": round(loss, 4), **(task.evaluate() if task.evaluate else {})}
+        print(f"before training: {_format(state.before)}")
+
+    bar = tqdm(total=len(plan), initial=state.step, desc=f"{settings.mode} training", unit="step", dynamic_ncols=True)
+    try:
+        while state.step < len(plan):
+            epoch, batch = plan[state.step]
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr * lr_factor(state.step, len(plan), warmup)
+            torch.manual_seed(settings.seed * 1_000_003 + state.step)  # same dropout masks when resumed
+            task.model.train()
+            began = time.perf_counter()
+            loss, tokens = task.loss(batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable.values(), settings.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.train_seconds += time.perf_counter() - began
+            state.examples_seen += len(batch)
+            state.tokens_seen += tokens
+            state.step += 1
+            state.train_losses.append(round(loss.item(), 5))
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", epoch=epoch + 1)
+
+            last = state.step == len(plan)
+            epoch_end = last or plan[state.step][0] != epoch
+            if epoch_end:
+                state.val_losses.append((state.step, validation_loss(task, settings.batch_size)))
+                bar.write(f"epoch {epoch + 1}: step {state.step}, validation loss {state.val_losses[-1][1]:.4f}")
+            if epoch_end or state.step % settings.checkpoint_every == 0:
+                save_checkpoint(checkpoints, trainable, optimizer, state)
+    except KeyboardInterrupt:
+        save_checkpoint(checkpoints, trainable, optimizer, state)
+        bar.write(f"interrupted at step {state.step}; continue with --resume")
+        raise
+    finally:
+        bar.close()
+    return state
+
+
+def _format(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    found = sorted(checkpoints.glob("step-*"))
+    return found[-1] if found else None
+
+
+def save_checkpoint(checkpoints: Path, trainable: dict[str, torch.nn.Parameter], optimizer, state: TrainState) -> None:
+    """Write ``step-NNNNNN`` beside the previous one, then delete the previous: a kill never leaves none."""
+    folder = checkpoints / f"step-{state.step:06d}"
+    staging = checkpoints / f".staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    # .pt, not .safetensors: rag.models fingerprints an embedder folder by its weight files
+    torch.save({name: p.detach().cpu() for name, p in trainable.items()}, staging / "trainable.pt")
+    torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+    (staging / "state.json").write_text(json.dumps(asdict(state)), encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.rename(staging, folder)
+    for old in checkpoints.glob("step-*"):
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(checkpoints: Path, trainable: dict[str, torch.nn.Parameter], optimizer, fingerprint: str) -> TrainState | None:
+    folder = latest_checkpoint(checkpoints)
+    if folder is None:
+        print(f"--resume: no checkpoint under {checkpoints}, starting from step 0")
+        return None
+    state = TrainState(**json.loads((folder / "state.json").read_text(encoding="utf-8")))
+    if state.fingerprint != fingerprint:
+        raise ValueError(
+            f"checkpoint {folder} was trained on other data (fingerprint {state.fingerprint}, now {fingerprint}); "
+            "resume with the same data flags and --limit, or choose another --out"
+        )
+    saved = torch.load(folder / "trainable.pt", map_location="cpu")
+    if saved.keys() != trainable.keys():
+        raise ValueError(f"checkpoint {folder} holds other parameters than this model trains; was it another mode?")
+    with torch.no_grad():
+        for name, tensor in saved.items():
+            trainable[name].copy_(tensor)
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu"))
+    state.val_losses = [tuple(pair) for pair in state.val_losses]
+    state.resumed_from = state.step
+    print(f"resuming from {folder} (step {state.step})")
+    return state
+
+
+def save_loss_plot(state: TrainState, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    axes.plot(range(1, len(state.train_losses) + 1), state.train_losses, label="training (per step)", linewidth=1)
+    steps, losses = zip(*state.val_losses)
+    axes.plot(steps, losses, "o-", label="validation")
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.set_title(title)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

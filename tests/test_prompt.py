@@ -1,0 +1,63 @@
+"""Prompt: preprompt, few-shot turns and numbered passages packed under the token budget."""
+
+import pytest
+
+from rag import Index, Retriever
+from rag.prompt import BUILTIN_FEW_SHOT, build_prompt, load_few_shot
+
+
+@pytest.fixture(scope="module")
+def hits(vellmar_index, config, embedder):
+    retriever = Retriever(Index.open(vellmar_index), config, embedder=embedder)
+    return retriever.search(["What happens at the Lantern Fair?"], "hybrid", k=8)[0]
+
+
+def test_passages_are_numbered_in_rank_order(hits, generator, config):
+    prompt = build_prompt("What happens at the Lantern Fair?", hits[:3], generator.tokenizer, config, [])
+    user = prompt.messages[-1]["content"]
+    assert prompt.messages[0] == {"role": "system", "content": config.preprompt}
+    positions = [user.index(f"[{n}] ") for n in (1, 2, 3)]
+    assert positions == sorted(positions)
+    assert user.endswith("Question: What happens at the Lantern Fair?")
+    assert prompt.passages == hits[:3] and prompt.omitted == 0 and not prompt.truncated
+
+
+@pytest.mark.parametrize("budget", [250, 400, 700])
+def test_the_budget_is_never_exceeded_and_omissions_are_reported(hits, generator, config, budget):
+    small = config.override({"context_tokens": budget})
+    prompt = build_prompt("What happens at the Lantern Fair?", hits, generator.tokenizer, small, [])
+    assert len(prompt.input_ids) <= budget
+    assert prompt.omitted == len(hits) - len(prompt.passages) > 0
+    rendered = generator.tokenizer.decode(prompt.input_ids)
+    assert "Question: What happens at the Lantern Fair?" in rendered
+
+
+def test_a_question_longer_than_the_budget_is_an_error(generator, config):
+    with pytest.raises(ValueError, match="context budget"):
+        build_prompt("why " * 400, [], generator.tokenizer, config.override({"context_tokens": 200}), [])
+
+
+def test_few_shot_examples_become_chat_turns(hits, generator, config):
+    shots = config.override({"few_shot": 2})
+    examples = load_few_shot(shots)
+    assert examples == BUILTIN_FEW_SHOT[:2]
+    prompt = build_prompt("Q?", hits[:1], generator.tokenizer, shots, examples)
+    roles = [m["role"] for m in prompt.messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert prompt.messages[2]["content"] == BUILTIN_FEW_SHOT[0].answer
+
+
+def test_closed_book_has_no_context_section(generator, config):
+    prompt = build_prompt("What is the capital of France?", None, generator.tokenizer, config.override({"few_shot": 1}))
+    assert all("Context:" not in m["content"] for m in prompt.messages)
+    assert prompt.messages[2]["content"] == "1911"  # the citation is dropped when there are no passages
+
+
+def test_few_shot_file_is_read_and_bad_lines_are_named(tmp_path, config):
+    good = tmp_path / "shots.jsonl"
+    good.write_text('{"context": "c", "question": "q", "answer": "a"}\n')
+    assert load_few_shot(config.override({"few_shot": 3, "few_shot_file": str(good)}))[0].answer == "a"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"context": "c", "question": "q", "answer": "a"}\n{"context": "c"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+        load_few_shot(config.override({"few_shot": 3, "few_shot_file": str(bad)}))
