@@ -57,19 +57,23 @@ class Generator:
 
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]]) -> list[Generation]:
-        """Answers for token-id prompts, ``config.generation_batch_size`` at a time, left-padded."""
-        results = []
+        """Answers for token-id prompts, ``config.generation_batch_size`` at a time, left-padded.
+
+        Prompts are batched by length, so little compute goes to padding; results keep input order.
+        """
+        results: list[Generation | None] = [None] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         size = self.config.generation_batch_size
-        for start in range(0, len(prompts), size):
-            batch = prompts[start : start + size]
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
             began = time.perf_counter()
-            padded = self.tokenizer.pad({"input_ids": batch}, padding=True, return_tensors="pt").to(self.device)
+            padded = self.tokenizer.pad({"input_ids": [prompts[i] for i in batch]}, padding=True, return_tensors="pt").to(self.device)
             output = self.model.generate(**padded, **self._generate_kwargs())  # (B, T_prompt + T_new)
             new = output[:, padded["input_ids"].shape[1] :]  # (B, T_new)
             seconds = (time.perf_counter() - began) / len(batch)
-            for row in new:
+            for i, row in zip(batch, new):
                 count = int((row != self.tokenizer.pad_token_id).sum())
-                results.append(Generation(self.tokenizer.decode(row, skip_special_tokens=True).strip(), count, seconds))
+                results[i] = Generation(self.tokenizer.decode(row, skip_special_tokens=True).strip(), count, seconds)
         return results
 
     def stream(self, prompt: list[int]) -> Iterator[str]:

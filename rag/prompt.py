@@ -16,11 +16,11 @@ model gains most (it otherwise answers in whole sentences).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag.config import Config
+from rag.jsonl import read_jsonl
 from rag.retrieve import Retrieved
 
 MIN_PASSAGE_TOKENS = 48
@@ -73,16 +73,11 @@ def load_few_shot(config: Config) -> list[FewShotExample]:
         return []
     examples = BUILTIN_FEW_SHOT
     if config.few_shot_file:
-        path = Path(config.few_shot_file)
-        examples = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                examples.append(FewShotExample(row["context"], row["question"], row["answer"]))
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: expected JSON with context, question, answer ({error})") from error
+        examples = read_jsonl(
+            config.few_shot_file,
+            lambda row: FewShotExample(row["context"], row["question"], row["answer"]),
+            "a JSON object with context, question, answer",
+        )
     return examples[: config.few_shot]
 
 

@@ -20,6 +20,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.jsonl import read_jsonl
+
 
 @dataclass(frozen=True)
 class QAItem:
@@ -32,30 +34,20 @@ class QAItem:
 
 def load_qa(path: str | Path) -> list[QAItem]:
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"QA file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
-        return _load_squad(path, text)
-    items = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            answers = row.get("answers", [])
-            if isinstance(answers, str):
-                answers = [answers]
-            if not isinstance(row["question"], str) or not all(isinstance(a, str) for a in answers):
-                raise TypeError("question must be a string and answers a list of strings")
-            items.append(QAItem(row["question"], list(answers), row.get("source"), row.get("page"), row.get("context")))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-            raise ValueError(
-                f"{path}:{number}: expected a JSON object with \"question\" and \"answers\" ({type(error).__name__}: {error})"
-            ) from error
-    if not items:
-        raise ValueError(f"QA file {path} holds no questions")
-    return items
+        if not path.is_file():
+            raise FileNotFoundError(f"QA file {path} does not exist")
+        return _load_squad(path, path.read_text(encoding="utf-8"))
+    return read_jsonl(path, _qa_item, 'a JSON object with "question" and "answers"')
+
+
+def _qa_item(row: dict) -> QAItem:
+    answers = row.get("answers", [])
+    if isinstance(answers, str):
+        answers = [answers]
+    if not isinstance(row["question"], str) or not all(isinstance(a, str) for a in answers):
+        raise TypeError("question must be a string and answers a list of strings")
+    return QAItem(row["question"], list(answers), row.get("source"), row.get("page"), row.get("context"))
 
 
 def _load_squad(path: Path, text: str) -> list[QAItem]:

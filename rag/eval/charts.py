@@ -19,10 +19,11 @@ def quality_vs_cost(report: Report, path: Path) -> None:
     """F1 (with its 95% interval) against latency p50 per question, one labelled point per combination."""
     scored = [s for s in report.combinations if s.f1]
     figure, axes = plt.subplots(figsize=(8, 5.5))
-    for s in scored:
+    for number, s in enumerate(scored):
         error = [[s.f1.mean - s.f1.low], [s.f1.high - s.f1.mean]]
         axes.errorbar(s.latency_p50_s, s.f1.mean, yerr=error, fmt="o", capsize=3, color="C0" if s.retriever != "none" else "C3")
-        axes.annotate(s.combination, (s.latency_p50_s, s.f1.mean), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        # Labels alternate above and below: combinations often sit on the same spot.
+        axes.annotate(s.combination, (s.latency_p50_s, s.f1.mean), textcoords="offset points", xytext=(5, 4 if number % 2 else -11), fontsize=8)
     axes.set_xlabel("latency p50 per question (s)")
     axes.set_ylabel("token F1 (95% bootstrap CI)")
     axes.set_title("Quality vs cost (red: closed book)")

@@ -125,9 +125,6 @@ class Interval:
     low: float
     high: float
 
-    def contains(self, value: float) -> bool:
-        return self.low <= value <= self.high
-
 
 def bootstrap_ci(values: Sequence[float], resamples: int = 1000, seed: int = 0, level: float = 0.95) -> Interval | None:
     """Percentile bootstrap interval of the mean of ``values``; ``None`` for no values.

@@ -28,6 +28,7 @@ import numpy as np
 from rag.config import Config
 from rag.finetune.config import FinetuneConfig
 from rag.index import Chunk, Index
+from rag.jsonl import read_jsonl
 from rag.ingest import embed_texts
 from rag.qa import QAItem, load_qa, split
 from rag.retrieve import Retriever
@@ -64,27 +65,15 @@ class Data:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _pair(row: dict) -> Example:
+    query, positive, negative = row["query"], row["positive"], row.get("negative")
+    if not all(isinstance(text, str) and text.strip() for text in (query, positive)) or not isinstance(negative, str | None):
+        raise TypeError("query and positive must be non-empty strings, negative a string")
+    return Example(query, positive, negative=negative or None, source=row.get("source"))
+
+
 def load_pairs(path: str | Path) -> list[Example]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pairs file {path} does not exist")
-    examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            values = [row["query"], row["positive"], row.get("negative", "")]
-            if not all(isinstance(v, str) for v in values) or not values[0].strip() or not values[1].strip():
-                raise TypeError("query and positive must be non-empty strings, negative a string")
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-            raise ValueError(
-                f'{path}:{number}: expected a JSON object with "query" and "positive" ({type(error).__name__}: {error})'
-            ) from error
-        examples.append(Example(row["query"], row["positive"], negative=row.get("negative") or None, source=row.get("source")))
-    if not examples:
-        raise ValueError(f"pairs file {path} holds no pairs")
-    return examples
+    return read_jsonl(path, _pair, 'a JSON object with "query" and "positive"')
 
 
 def write_pairs(examples: list[Example], path: Path) -> None:

@@ -52,7 +52,8 @@ def no_duplicate_batches(examples: list[Example], size: int, rng: random.Random)
                 rest.append(i)
         batches.append(batch)
         remaining = rest
-    return batches
+    # A batch of one has no in-batch negative: its loss is 0 and it teaches nothing.
+    return [batch for batch in batches if len(batch) > 1]
 
 
 def rank(model, queries: list[str], corpus_vectors: np.ndarray, batch_size: int, depth: int) -> np.ndarray:

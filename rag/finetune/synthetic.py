@@ -26,21 +26,34 @@ from rag.finetune.config import FinetuneConfig
 from rag.finetune.data import Example, load_pairs, write_pairs
 from rag.generate import Generator
 from rag.index import Index
-from rag.prompt import render
+from rag.prompt import BUILTIN_FEW_SHOT, render
 
-QUESTION_INSTRUCTION = "Write one question that the passage answers. Reply with the question only."
-PARAPHRASE_INSTRUCTION = "Rewrite the passage in your own words. Keep every name, number and date."
 QUESTION_TOKENS = 48
 PARAPHRASE_TOKENS = 320  # a chunk is 256 embedder tokens, about as many generator tokens
 
 
-def complete(generator: Generator, instruction: str, passages: list[str]) -> list[str]:
-    """The generator's greedy reply to ``instruction`` for each passage."""
-    prompts = [
-        render(generator.tokenizer, [{"role": "system", "content": instruction}, {"role": "user", "content": f"Passage:\n{p}"}])
-        for p in passages
+def question_turns(passage: str) -> list[dict]:
+    # Asked plainly, the 135M model summarises the passage; one worked example makes it ask.
+    example = BUILTIN_FEW_SHOT[0]
+    ask = "\n\nWrite a question that this text answers."
+    return [
+        {"role": "system", "content": "You write quiz questions. Reply with one question only."},
+        {"role": "user", "content": f"Text: {example.context}{ask}"},
+        {"role": "assistant", "content": example.question},
+        {"role": "user", "content": f"Text: {passage}{ask}"},
     ]
-    return [generation.text for generation in generator.generate(prompts)]
+
+
+def paraphrase_turns(passage: str) -> list[dict]:
+    return [
+        {"role": "system", "content": "Rewrite the text in your own words. Keep every name, number and date."},
+        {"role": "user", "content": f"Text: {passage}"},
+    ]
+
+
+def complete(generator: Generator, conversations: list[list[dict]]) -> list[str]:
+    """The generator's greedy reply to each conversation."""
+    return [g.text for g in generator.generate([render(generator.tokenizer, turns) for turns in conversations])]
 
 
 def is_good_question(text: str, passage: str) -> bool:
@@ -70,7 +83,7 @@ def synthetic_pairs(index: Index, settings: FinetuneConfig, config: Config) -> l
     if settings.limit:  # twice the limit: about a quarter of the questions go to validation
         chunks = chunks[: 2 * settings.limit]
     generator = Generator.load(config.override({"max_new_tokens": QUESTION_TOKENS}))
-    questions = [clean_question(text) for text in complete(generator, QUESTION_INSTRUCTION, [c.text for c in chunks])]
+    questions = [clean_question(text) for text in complete(generator, [question_turns(c.text) for c in chunks])]
     seen: set[str] = set()
     pairs = []
     for question, chunk in zip(questions, chunks):
@@ -89,7 +102,7 @@ def paraphrase(model, tokenizer, config: Config, texts: list[str], rounds: int) 
     generator = Generator(model, tokenizer, config.override({"max_new_tokens": PARAPHRASE_TOKENS}))
     kept, current = [], texts
     for _ in range(rounds):
-        current = complete(generator, PARAPHRASE_INSTRUCTION, current)
+        current = complete(generator, [paraphrase_turns(text) for text in current])
         # A rewrite far shorter than its source, or looping on a few words, teaches nothing.
         kept += [p for p, t in zip(current, texts) if len(p) >= 0.3 * len(t) and len(set(p.split())) >= 0.4 * len(p.split())]
     return kept

@@ -1,0 +1,233 @@
+"""rag.eval: metrics against hand-computed values, the report files, resume, and clear errors.
+
+Real models, tiny runs: 3 questions, short prompts (context_tokens 512, 2
+passages) and 8 new tokens.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import CORPUS, QA_FILE, ROOT
+
+from rag import Config
+from rag.eval import EvalConfig, plan, run_eval, throughput
+from rag.eval.dataset import gold_chunk_ids, select, write_qa_corpus
+from rag.eval.matrix import load_matrix
+from rag.eval.metrics import abstained, answer_text, bootstrap_ci, exact_match, groundedness, normalize_answer, token_f1
+from rag.generate import Generator
+from rag.index import Index
+from rag.qa import QAItem, load_qa
+
+TINY = {"context_tokens": 512, "k": 2, "max_new_tokens": 8}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two cores shared with other jobs: two OpenMP threads per process spin against each other (~10x slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def settings(out, **values) -> EvalConfig:
+    return EvalConfig(str(QA_FILE), str(out), rag=Config().override(TINY)).override(values)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_squad_normalization_exact_match_and_f1():
+    assert normalize_answer("  The Cat's   hat, a RED one! ") == "cats hat red one"
+    assert exact_match("the Eiffel Tower.", ["Paris", "Eiffel tower"]) == 1.0
+    assert exact_match("Eiffel", ["Eiffel tower"]) == 0.0
+    # "in 1889" vs "1889": 1 common token, precision 1/2, recall 1 -> F1 2/3
+    assert token_f1("in 1889", ["1889"]) == pytest.approx(2 / 3)
+    # best over golds: vs "Maren Quillfeather" P=1/3 R=1/2 -> 0.4; vs "Maren" P=1/3 R=1 -> 0.5
+    assert token_f1("Maren the chair Smith", ["Maren Quillfeather", "Maren"]) == pytest.approx(0.5)
+    assert token_f1("nothing shared", ["1889"]) == 0.0
+    with pytest.raises(ValueError):
+        exact_match("x", [])
+
+
+def test_answer_text_groundedness_and_abstention():
+    assert answer_text("\n9 October 1891 [1]\n\nQuestion: next?") == "9 October 1891"
+    # content words: maren, quillfeather, chaired (stop words "was", "the" ignored); 2 of 3 in the context
+    assert groundedness("Maren Quillfeather chaired the", ["Maren Quillfeather was the first chair."]) == pytest.approx(2 / 3)
+    assert groundedness("Paris", []) is None and groundedness("the of", ["x"]) is None
+    assert abstained("I don't know.") and abstained("That is not mentioned in the context.")
+    assert abstained("I cannot answer that") and not abstained("I know: Paris")
+
+
+def test_bootstrap_interval_contains_the_mean_and_is_seeded():
+    values = [0, 1, 1, 0, 1, 1, 1, 0, 1, 1]
+    first, again, other = bootstrap_ci(values, seed=3), bootstrap_ci(values, seed=3), bootstrap_ci(values, seed=4)
+    assert first.mean == pytest.approx(0.7) and first.low <= 0.7 <= first.high
+    assert first == again and 0 < first.low < first.high < 1
+    assert other != first
+    assert bootstrap_ci([0.5] * 5) == bootstrap_ci([0.5] * 5, seed=9)  # no spread: (0.5, 0.5, 0.5)
+    assert bootstrap_ci([]) is None
+
+
+# ---------------------------------------------------------------------------- data and matrix
+
+
+def test_split_sample_and_qids_are_stable():
+    items = load_qa(QA_FILE)
+    val, train = select(items, "val"), select(items, "train")
+    assert len(val) + len(train) == len(items) and not {q.qid for q in val} & {q.qid for q in train}
+    sample = select(items, "val", limit=4, seed=1)
+    assert sample == select(items, "val", limit=4, seed=1) and {q.qid for q in sample} <= {q.qid for q in val}
+    assert select(items)[12].qid == "q00012"
+
+
+def test_gold_chunks_hold_the_answer_in_the_gold_file(vellmar_index):
+    questions = select(load_qa(QA_FILE), limit=None)
+    gold = gold_chunk_ids(Index.open(vellmar_index), questions)
+    index = Index.open(vellmar_index)
+    first = questions[0]  # "On what date was the Tidewatch Cooperative set up?" -> about.md, "9 October 1891"
+    chunks = index.chunks(gold[first.qid])
+    assert all(c.source.endswith("/about.md") and "9 october 1891" in c.text.lower() for c in chunks)
+    unanswerable = [q.qid for q in questions if not q.item.answers]
+    assert unanswerable and not set(unanswerable) & set(gold)
+
+
+def test_corpus_from_qa_writes_one_file_per_paragraph(tmp_path):
+    items = [QAItem("q1", ["a"], "Title", None, "Para one."), QAItem("q2", ["b"], "Title", None, "Para one."),
+             QAItem("q3", ["c"], "Title", None, "Para two.")]
+    renamed = write_qa_corpus(items, tmp_path)
+    assert [i.source for i in renamed] == ["p0001.txt", "p0001.txt", "p0002.txt"]
+    assert (tmp_path / "p0002.txt").read_text() == "Para two."
+
+
+def test_default_plan_skips_what_has_no_artifact(tmp_path):
+    retrievers, generators, skipped = plan(EvalConfig(str(QA_FILE), str(tmp_path), corpus=(str(CORPUS),)))
+    assert [r.name for r in retrievers] == ["none", "bm25", "dense", "hybrid"]
+    assert [g.name for g in generators] == ["base", "fewshot"]
+    reasons = " ".join(s.reason for s in skipped)
+    assert {s.variant for s in skipped} == {"retriever dense-ft", "generator lora", "generator soft-prompt", "generator full"}
+    assert all(flag in reasons for flag in ("--embedder", "--adapter", "--soft-prompt", "--generator"))
+
+
+def test_matrix_file_toml_and_yaml(tmp_path):
+    (tmp_path / "m.toml").write_text('retrievers = ["none", "bm25"]\ngenerators = "base"\nlimit = 5\n')
+    (tmp_path / "m.yaml").write_text("retrievers: [none, bm25]\ngenerators: base\nlimit: 5\n")
+    toml, yaml = (EvalConfig("q", "o").override(load_matrix(tmp_path / name)) for name in ("m.toml", "m.yaml"))
+    assert toml == yaml and toml.retrievers == ("none", "bm25") and toml.generators == ("base",) and toml.limit == 5
+    (tmp_path / "bad.toml").write_text("retreivers = []\n")
+    with pytest.raises(ValueError, match="unknown eval setting.*retreivers.*valid"):
+        EvalConfig("q", "o").override(load_matrix(tmp_path / "bad.toml"))
+
+
+# ---------------------------------------------------------------------------- clear errors
+
+
+def test_malformed_qa_line_names_file_and_line(tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"question": "ok?", "answers": ["yes"]}\n{"question": "broken", "answers": [1]}\n')
+    with pytest.raises(ValueError, match=f"{qa}:2"):
+        run_eval(settings(tmp_path / "out", qa=str(qa), retrievers="none", generators="base"))
+
+
+def test_missing_or_wrong_artifact_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="lora needs --adapter"):
+        plan(settings(tmp_path, generators="base,lora"))
+    with pytest.raises(FileNotFoundError, match=f"--adapter {tmp_path / 'nope'}: no such folder"):
+        plan(settings(tmp_path, generators="lora", adapter=str(tmp_path / "nope")))
+    with pytest.raises(ValueError, match="--generator .*no config.json"):
+        plan(settings(tmp_path, generator=str(tmp_path)))  # given explicitly: an error even in default mode
+    with pytest.raises(ValueError, match="unknown retriever.*colbert.*choose from none, bm25, dense, dense-ft, hybrid"):
+        plan(settings(tmp_path, retrievers="colbert"))
+
+
+def test_cli_error_is_one_line_with_exit_2(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.eval", "--qa", str(QA_FILE), "--out", str(tmp_path), "--generators", "lora"],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )
+    assert done.returncode == 2 and "--adapter" in done.stderr and "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, vellmar_index):
+    out = tmp_path_factory.mktemp("eval")
+    config = settings(out, index=str(vellmar_index), retrievers="none,bm25", generators="base,fewshot", limit=3)
+    return config, run_eval(config, progress=False)
+
+
+def test_report_files_and_contents(small_run):
+    config, report = small_run
+    out = config.out
+    lines = open(f"{out}/predictions.jsonl").read().splitlines()
+    assert len(lines) == 3 * 4 and {json.loads(line)["combination"] for line in lines} == {
+        "none+base", "none+fewshot", "bm25+base", "bm25+fewshot"}
+    row = json.loads(lines[-1])
+    assert set(row) >= {"retrieved", "prompt_tokens", "answer", "exact_match", "f1", "latency_s"}
+    saved = json.load(open(f"{out}/report.json"))
+    assert [c["combination"] for c in saved["combinations"]] == ["none+base", "none+fewshot", "bm25+base", "bm25+fewshot"]
+    bm25 = next(c for c in report.combinations if c.combination == "bm25+base")
+    closed = next(c for c in report.combinations if c.combination == "none+base")
+    assert bm25.recall and len(bm25.recall) == 10 and closed.recall is None and bm25.prompt_tokens > closed.prompt_tokens
+    assert saved["verdict"]["best"] in saved["verdict"]["within_interval"] and saved["verdict"]["cheapest"]
+    markdown = open(f"{out}/report.md").read()
+    assert "| bm25+fewshot |" in markdown and "## Verdict" in markdown and "**" in markdown
+    for chart in ("quality_vs_cost.png", "recall_at_k.png"):
+        assert open(f"{out}/{chart}", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_generates_only_the_missing_answers(small_run, tmp_path, monkeypatch):
+    config, report = small_run
+    out = tmp_path / "resumed"
+    out.mkdir()
+    lines = open(f"{config.out}/predictions.jsonl").read().splitlines(keepends=True)
+    (out / "predictions.jsonl").write_text("".join(lines[:5]) + lines[5][:40])  # killed mid-write
+    generated = []
+    real = Generator.generate
+    monkeypatch.setattr(Generator, "generate", lambda self, prompts: generated.extend(prompts) or real(self, prompts))
+    resumed = run_eval(config.override({"out": str(out)}), progress=False)
+    assert len(generated) == 12 - 5
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 12
+    assert [c.combination for c in resumed.combinations] == [c.combination for c in report.combinations]
+
+    monkeypatch.setattr(Generator, "load", lambda *a, **k: pytest.fail("nothing left to generate"))
+    run_eval(config.override({"out": str(out)}), progress=False)
+    with pytest.raises(ValueError, match="other k"):
+        run_eval(config.override({"out": str(out), "k": 5}), progress=False)
+
+
+def test_fine_tuned_artifacts_and_forgetting_probe(tmp_path, vellmar_index, embedder):
+    from peft import LoraConfig, get_peft_model
+
+    from rag.models import load_generator
+
+    model, _ = load_generator(Config())
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "lora")
+    (tmp_path / "lora" / "run.json").write_text(json.dumps({"mode": "lora", "wall_seconds": 12.5, "trainable_params": 4608,
+                                                            "artifact_bytes": 20000}))
+    embedder.save(str(tmp_path / "embedder"))  # untrained: checks the plumbing, not the gain
+    config = settings(tmp_path / "out", index=str(vellmar_index), retrievers="none,dense-ft", generators="base,lora",
+                      adapter=str(tmp_path / "lora"), embedder=str(tmp_path / "embedder"), limit=2)
+    report = run_eval(config, progress=False)
+    lora = next(c for c in report.combinations if c.combination == "dense-ft+lora")
+    assert lora.train_seconds is None and lora.trainable_params is None  # the embedder folder has no run.json
+    closed = next(c for c in report.combinations if c.combination == "none+lora")
+    assert (closed.train_seconds, closed.trainable_params, closed.artifact_bytes) == (12.5, 4608, 20000)
+    assert lora.recall is not None and (tmp_path / "out" / "index-ft" / "CURRENT").is_file()
+    assert [(p.generator, p.questions) for p in report.forgetting] == [("base", 2), ("lora", 2)]
+    assert report.forgetting[0].f1_change == 0.0
+    assert "## Forgetting" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_throughput_compares_batched_and_sequential(generator):
+    prompts = [generator.tokenizer("Question: what is two plus two?")["input_ids"]] * 2
+    result = throughput(generator, prompts)
+    assert result.questions == 2 and result.batched_qps > 0 and result.sequential_qps > 0
+    assert result.speedup == pytest.approx(result.batched_qps / result.sequential_qps)

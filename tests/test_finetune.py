@@ -1,0 +1,208 @@
+"""rag.finetune: every mode on real models for a step or two, artifacts loaded back, bad input refused, resume.
+
+Runs are as small as they can be (a couple of examples, one or two steps,
+one passage per prompt) so the file stays within a few minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rag.config import Config
+from rag.finetune import MODES, FinetuneConfig, finetune
+from rag.finetune.__main__ import main
+from rag.finetune.synthetic import is_good_question
+from rag.ingest import embed_texts, ingest
+from rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k
+from rag.models import load_embedder, load_generator
+
+REPO = Path(__file__).resolve().parents[1]
+VELLMAR = REPO / "corpora" / "vellmar"
+VELLMAR_QA = REPO / "corpora" / "vellmar-qa.jsonl"
+SQUAD = REPO.parent / "shared" / "data" / "squad" / "notre-dame-train-v1.1.json"
+RUN_KEYS = {
+    "mode", "wall_seconds", "trainable_params", "total_params", "artifact_bytes", "hyperparameters",
+    "seed", "data_fingerprint", "metrics", "train_examples", "val_examples",
+}  # fmt: skip
+# The smallest generator run: 2 examples, one at a time, only the gold passage in the prompt.
+TINY_GENERATOR = ["--limit", "2", "--batch-size", "1", "--passages", "1", "--max-steps", "1"]
+FIXED_PROMPT = "Question: When was the Tidewatch Cooperative founded?\nAnswer:"
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("finetune") / "index"
+    ingest([VELLMAR], folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def base_logits() -> torch.Tensor:
+    return last_logits(*load_generator(Config()))
+
+
+def last_logits(model, tokenizer) -> torch.Tensor:
+    ids = tokenizer(FIXED_PROMPT, return_tensors="pt")
+    with torch.no_grad():
+        return model(**ids).logits[0, -1]  # (vocab,): a soft prompt's virtual tokens come before, not after
+
+
+def run(mode: str, out: Path, *flags: str) -> dict:
+    assert main([mode, "--out", str(out), *flags]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert RUN_KEYS <= record.keys()
+    assert record["mode"] == mode
+    assert (out / "loss.png").stat().st_size > 0
+    assert 0 < record["trainable_params"] <= record["total_params"]
+    assert record["artifact_bytes"] > 0 and record["train_examples"] > 0 and record["val_examples"] > 0
+    assert {"before", "after", "examples_per_s", "tokens_per_s"} <= record["metrics"].keys()
+    return record
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_metrics_match_hand_computed_values():
+    ranked = [3, 7, 1, 9, 4]
+    assert recall_at_k(ranked, {1, 9}, 1) == 0.0
+    assert recall_at_k(ranked, {1, 9}, 3) == 0.5
+    assert recall_at_k(ranked, {1, 9}, 5) == 1.0
+    assert mrr_at_k(ranked, {1, 9}, 5) == pytest.approx(1 / 3)
+    assert mrr_at_k(ranked, {1, 9}, 2) == 0.0
+    # hits at ranks 3 and 4: (1/log2(4) + 1/log2(5)) / (1/log2(2) + 1/log2(3))
+    expected = (1 / 2 + 1 / math.log2(5)) / (1 + 1 / math.log2(3))
+    assert ndcg_at_k(ranked, {1, 9}, 5) == pytest.approx(expected)
+    assert ndcg_at_k([5, 6], {5}, 10) == 1.0
+    with pytest.raises(ValueError, match="relevant"):
+        recall_at_k(ranked, set(), 5)
+    with pytest.raises(ValueError, match="k must be"):
+        mrr_at_k(ranked, {1}, 0)
+
+
+# ---------------------------------------------------------------------------- modes
+
+
+def test_embeddings_trains_loads_and_reembeds_an_index(index_dir, tmp_path):
+    out = tmp_path / "embedder"
+    record = run("embeddings", out, "--qa", str(VELLMAR_QA), "--index", str(index_dir), "--limit", "4", "--batch-size", "2", "--max-steps", "2")
+    assert {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"} <= record["metrics"]["after"].keys()
+    assert record["hyperparameters"]["lr"] == 2e-5 and record["seed"] == 0
+
+    text = ["The cooperative keeps the lighthouse lit."]
+    tuned = embed_texts(load_embedder(Config(embedder=str(out))), text, 8)
+    base = embed_texts(load_embedder(Config()), text, 8)
+    assert not np.allclose(tuned, base, atol=1e-4)
+
+    summary = ingest([VELLMAR], tmp_path / "reembedded", Config(embedder=str(out)))  # python -m rag.ingest --embedder DIR
+    assert summary.chunks_total > 0
+
+
+def test_lora_on_squad_changes_logits_and_merges(tmp_path, base_logits):
+    out = tmp_path / "lora"
+    record = run("lora", out, "--qa", str(SQUAD), *TINY_GENERATOR, "--merge")
+    assert (out / "adapter_config.json").is_file()
+    assert record["artifact_bytes"] < 10_000_000  # an adapter of a few MB, not a model
+    adapted = last_logits(*load_generator(Config(), adapter=str(out)))
+    assert not torch.allclose(adapted, base_logits, atol=1e-5)
+    merged = last_logits(*load_generator(Config(generator=str(out / "merged"))))  # --generator DIR/merged
+    assert torch.allclose(merged, adapted, atol=1e-3)
+
+
+def test_prompt_tuning_on_vellmar_changes_logits(index_dir, tmp_path, base_logits):
+    out = tmp_path / "soft"
+    record = run("prompt-tuning", out, "--qa", str(VELLMAR_QA), "--index", str(index_dir), *TINY_GENERATOR)
+    assert record["trainable_params"] == 20 * 576  # 20 virtual tokens of the 576-wide embedding
+    soft = last_logits(*load_generator(Config(), adapter=str(out)))  # rag ask --soft-prompt DIR
+    assert not torch.allclose(soft, base_logits, atol=1e-5)
+
+
+def test_full_on_vellmar_writes_a_loadable_model(index_dir, tmp_path, base_logits):
+    out = tmp_path / "full"
+    record = run("full", out, "--qa", str(VELLMAR_QA), "--index", str(index_dir), *TINY_GENERATOR)
+    assert record["trainable_params"] == record["total_params"]
+    tuned = last_logits(*load_generator(Config(generator=str(out))))  # rag ask --generator DIR
+    assert not torch.allclose(tuned, base_logits, atol=1e-5)
+
+
+def test_lora_unsupervised_trains_on_the_index_text(index_dir, tmp_path, base_logits):
+    out = tmp_path / "lora-kb"
+    record = run("lora", out, "--objective", "unsupervised", "--index", str(index_dir), "--limit", "1", "--max-steps", "1")
+    assert record["data"].startswith("index")
+    assert not torch.allclose(last_logits(*load_generator(Config(), adapter=str(out))), base_logits, atol=1e-5)
+
+
+def test_synthetic_pairs_are_saved_and_trained_on(index_dir, tmp_path):
+    out = tmp_path / "synthetic"
+    run("embeddings", out, "--synthetic", "--index", str(index_dir), "--limit", "2", "--batch-size", "2", "--max-steps", "1")
+    rows = [json.loads(line) for line in (out / "data" / "synthetic-pairs.jsonl").read_text().splitlines()]
+    assert rows and all(is_good_question(row["query"], row["positive"]) for row in rows)
+
+
+# ---------------------------------------------------------------------------- resume and bad input
+
+
+def test_resume_continues_from_the_checkpoint(index_dir, tmp_path):
+    out = tmp_path / "resumed"
+    flags = ["--qa", str(VELLMAR_QA), "--index", str(index_dir), "--limit", "4", "--batch-size", "2"]
+    first = run("embeddings", out, *flags, "--max-steps", "2")
+    assert (out / "checkpoints" / "step-000002").is_dir()
+    second = run("embeddings", out, *flags, "--max-steps", "4", "--resume")
+    assert second["resumed_from_step"] == 2 and second["steps"] == 4
+    assert second["train_losses"][:2] == first["train_losses"]  # steps 1-2 were not run again
+    assert second["metrics"]["before"] == first["metrics"]["before"]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000004"]
+
+
+def test_malformed_pairs_line_is_named(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"query": "q1", "positive": "p1"}\n{"query": "q2"}\n')
+    with pytest.raises(ValueError, match=r"pairs\.jsonl:2: .*\"positive\""):
+        finetune(FinetuneConfig("embeddings", str(tmp_path / "out"), pairs=str(pairs)))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (dict(mode="bogus", qa=str(SQUAD)), "unknown mode 'bogus'; choose one of embeddings, lora, prompt-tuning, full"),
+        (dict(mode="embeddings", synthetic=True), "--synthetic .* pass --index"),
+        (dict(mode="embeddings"), "no training data"),
+        (dict(mode="lora", qa=str(VELLMAR_QA)), "no context passage .* pass --index"),
+        (dict(mode="lora", qa=str(SQUAD), objective="rote"), "unknown objective 'rote'"),
+        (dict(mode="embeddings", qa=str(SQUAD), pairs=str(SQUAD)), "give one data source"),
+    ],
+)
+def test_bad_settings_are_refused(tmp_path, settings, message):
+    with pytest.raises(ValueError, match=message):
+        finetune(FinetuneConfig(out=str(tmp_path / "out"), **settings))
+
+
+def test_pairs_without_answers_are_refused_for_supervised_generator_runs(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"query": f"question {i}?", "positive": f"passage {i}"}) + "\n" for i in range(12)))
+    with pytest.raises(ValueError, match="needs reference answers"):
+        finetune(FinetuneConfig("lora", str(tmp_path / "out"), pairs=str(pairs)))
+
+
+def test_an_existing_run_is_not_overwritten_without_resume(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text("{}")
+    with pytest.raises(ValueError, match="already holds a run; pass --resume"):
+        finetune(FinetuneConfig("embeddings", str(out), qa=str(SQUAD)))
+
+
+def test_cli_reports_errors_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "rag.finetune", "nonsense", "--out", str(tmp_path / "o"), "--qa", str(SQUAD)],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: unknown mode 'nonsense'; choose one of {', '.join(MODES)}"
