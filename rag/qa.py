@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.index import Chunk
 from rag.jsonl import read_jsonl
 
 
@@ -76,3 +77,31 @@ def split(items: list, val_fraction: float = 0.25, seed: int = 0, key=lambda ite
     for item in items:
         (val if is_validation(key(item), val_fraction, seed) else train).append(item)
     return train, val
+
+
+class GoldPassages:
+    """Find a QA item's gold chunks among an index's chunks (listed in id order).
+
+    The gold document is the chunk source ending in ``/`` + ``item.source`` (on
+    ``item.page`` when it names one); its chunks that contain an answer,
+    case-insensitively, are the gold passages.
+    """
+
+    def __init__(self, chunks: list[Chunk]):
+        self.chunks = chunks
+        self.by_source: dict[str, list[int]] = {}
+        for chunk_id, chunk in enumerate(chunks):
+            self.by_source.setdefault(chunk.source, []).append(chunk_id)
+
+    def find(self, item: QAItem) -> tuple[list[int], list[int]]:
+        """(ids of the gold document's chunks, ids of those containing an answer)."""
+        suffix = "/" + (item.source or "").lstrip("/")
+        document = [
+            chunk_id
+            for source, ids in self.by_source.items()
+            if source.endswith(suffix)
+            for chunk_id in ids
+            if item.page is None or self.chunks[chunk_id].page == item.page
+        ]
+        answers = [answer.lower() for answer in item.answers]
+        return document, [i for i in document if any(answer in self.chunks[i].text.lower() for answer in answers)]

@@ -19,12 +19,11 @@ an unanswerable question, a SQuAD title) is scored on its answer only.
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rag.index import Index
-from rag.qa import QAItem, split
+from rag.qa import GoldPassages, QAItem, split
 
 
 @dataclass(frozen=True)
@@ -67,25 +66,12 @@ def write_qa_corpus(items: list[QAItem], folder: Path) -> list[QAItem]:
 
 def gold_chunk_ids(index: Index, questions: list[Question]) -> dict[str, list[int]]:
     """qid -> ids of its relevant chunks in ``index`` (see the module docstring); absent: no gold chunk."""
-    by_source: dict[str, list[int]] = defaultdict(list)
-    chunks = index.chunks()  # id order: chunk ids are row numbers (rag.index.write_generation)
-    for chunk_id, chunk in enumerate(chunks):
-        by_source[chunk.source].append(chunk_id)
+    finder = GoldPassages(index.chunks())
     gold = {}
     for question in questions:
-        item = question.item
-        if not item.source or not item.answers:
+        if not question.item.source or not question.item.answers:
             continue
-        suffix = "/" + item.source.lstrip("/")
-        document = [
-            chunk_id
-            for source, ids in by_source.items()
-            if source.endswith(suffix)
-            for chunk_id in ids
-            if item.page is None or chunks[chunk_id].page == item.page
-        ]
-        answers = [answer.lower() for answer in item.answers]
-        with_answer = [chunk_id for chunk_id in document if any(answer in chunks[chunk_id].text.lower() for answer in answers)]
+        document, with_answer = finder.find(question.item)
         if document:
             gold[question.qid] = with_answer or document
     return gold

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from rag.finetune.config import FinetuneConfig
 from rag.index import Chunk, Index
 from rag.jsonl import read_jsonl
 from rag.ingest import embed_texts
-from rag.qa import QAItem, load_qa, split
+from rag.qa import GoldPassages, QAItem, load_qa, split
 from rag.retrieve import Retriever
 
 
@@ -109,17 +109,14 @@ def examples_from_qa(items: list[QAItem], index: Index | None, config: Config) -
 def _gold_chunks(items: list[QAItem], index: Index, config: Config) -> dict[str, Chunk]:
     """question -> gold chunk: in the item's source file (and page), containing an answer, else the closest."""
     chunks = index.chunks()
-    by_source: dict[str, list[int]] = {}
-    for chunk_id, chunk in enumerate(chunks):
-        by_source.setdefault(chunk.source, []).append(chunk_id)
+    finder = GoldPassages(chunks)
     gold, unmatched = {}, []
     for item in items:
         if not item.source:
             continue
-        ids = [i for source, ids in by_source.items() if source.endswith("/" + item.source) for i in ids]
-        on_page = [i for i in ids if chunks[i].page == item.page]
-        ids = on_page if item.page is not None and on_page else ids
-        containing = [i for i in ids if any(a.lower() in chunks[i].text.lower() for a in item.answers)]
+        ids, containing = finder.find(item)
+        if item.page is not None and not ids:  # nothing on that page: any chunk of the file
+            ids, containing = finder.find(replace(item, page=None))
         if containing:
             gold[item.question] = chunks[containing[0]]
         elif ids:
