@@ -31,14 +31,23 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q tests
 
+# Each fine-tune is a file target, so a re-run skips finished ones and an interrupted one resumes
+# from its last checkpoint; the eval resumes from its predictions.jsonl.
+QA := corpora/vellmar-qa.jsonl
+RUNS := runs/embedder runs/lora runs/soft-prompt runs/full
+runs/embedder/run.json: MODE = embeddings
+runs/lora/run.json: MODE = lora
+runs/soft-prompt/run.json: MODE = prompt-tuning
+runs/full/run.json: MODE = full
+
 lab: setup
 	$(BIN)/python -m rag.ingest corpora/vellmar --index $(INDEX)
-	$(BIN)/python -m rag.finetune embeddings --qa corpora/vellmar-qa.jsonl --index $(INDEX) --out runs/embedder
-	$(BIN)/python -m rag.finetune lora --qa corpora/vellmar-qa.jsonl --index $(INDEX) --out runs/lora
-	$(BIN)/python -m rag.finetune prompt-tuning --qa corpora/vellmar-qa.jsonl --index $(INDEX) --out runs/soft-prompt
-	$(BIN)/python -m rag.finetune full --qa corpora/vellmar-qa.jsonl --index $(INDEX) --out runs/full
-	$(BIN)/python -m rag.eval --qa corpora/vellmar-qa.jsonl --index $(INDEX) --split val --out reports/vellmar \
+	$(MAKE) $(addsuffix /run.json,$(RUNS))
+	$(BIN)/python -m rag.eval --qa $(QA) --index $(INDEX) --split val --out reports/vellmar \
 		--embedder runs/embedder --adapter runs/lora --soft-prompt runs/soft-prompt --generator runs/full
+
+runs/%/run.json: $(QA) $(STAMP)
+	$(BIN)/python -m rag.finetune $(MODE) --qa $(QA) --index $(INDEX) --out runs/$* --resume
 
 bench: setup
 	$(BIN)/python bench/bench.py

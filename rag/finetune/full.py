@@ -22,7 +22,7 @@ from rag.models import load_generator
 
 
 def build(settings: FinetuneConfig, config: Config, data: Data) -> Task:
-    model, tokenizer = load_generator(config)
+    model, tokenizer = load_generator(config, for_training=True)
     sequences = generator_sequences(settings, config, data, model, tokenizer)
     # use_reentrant=False: the recommended variant, and it works with frozen inputs (embeddings in eval).
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

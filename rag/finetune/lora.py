@@ -27,7 +27,7 @@ from rag.models import load_generator
 def build(settings: FinetuneConfig, config: Config, data: Data) -> Task:
     from peft import LoraConfig, get_peft_model
 
-    model, tokenizer = load_generator(config)
+    model, tokenizer = load_generator(config, for_training=True)
     sequences = generator_sequences(settings, config, data, model, tokenizer)
     targets = settings.lora_targets if settings.lora_targets == "all-linear" else settings.lora_targets.split(",")
     lora = LoraConfig(

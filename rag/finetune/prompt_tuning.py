@@ -23,7 +23,7 @@ from rag.models import float_generator_folder, load_generator
 def build(settings: FinetuneConfig, config: Config, data: Data) -> Task:
     from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
 
-    model, tokenizer = load_generator(config)
+    model, tokenizer = load_generator(config, for_training=True)
     sequences = generator_sequences(settings, config, data, model, tokenizer)
     soft_prompt = PromptTuningConfig(
         task_type="CAUSAL_LM",
