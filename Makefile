@@ -46,7 +46,7 @@ lab: setup
 	$(BIN)/python -m rag.eval --qa $(QA) --index $(INDEX) --split val --out reports/vellmar \
 		--embedder runs/embedder --adapter runs/lora --soft-prompt runs/soft-prompt --generator runs/full
 
-runs/%/run.json: $(QA) $(STAMP)
+runs/%/run.json: $(QA)
 	$(BIN)/python -m rag.finetune $(MODE) --qa $(QA) --index $(INDEX) --out runs/$* --resume
 
 bench: setup
