@@ -47,6 +47,12 @@ class Generator:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def virtual_tokens(self) -> int:
+        """Soft-prompt positions the model prepends to every prompt (0 without prompt tuning): they cost compute too."""
+        config = getattr(self.model, "active_peft_config", None)
+        return getattr(config, "num_virtual_tokens", 0) if getattr(config, "is_prompt_learning", False) else 0
+
     def _generate_kwargs(self) -> dict:
         return {
             "max_new_tokens": self.config.max_new_tokens,

@@ -16,7 +16,9 @@ from rag import Config
 from rag.eval import EvalConfig, plan, run_eval, throughput
 from rag.eval.dataset import gold_chunk_ids, select, write_qa_corpus
 from rag.eval.matrix import load_matrix
-from rag.eval.metrics import abstained, answer_text, bootstrap_ci, exact_match, groundedness, normalize_answer, token_f1
+from rag.eval.metrics import (
+    abstained, answer_text, bootstrap_ci, exact_match, groundedness, normalize_answer, paired_difference, token_f1,
+)
 from rag.generate import Generator
 from rag.index import Index
 from rag.qa import QAItem, load_qa
@@ -74,6 +76,17 @@ def test_bootstrap_interval_contains_the_mean_and_is_seeded():
     assert bootstrap_ci([]) is None
 
 
+def test_paired_difference_sees_a_consistent_gain_that_unpaired_intervals_call_noise():
+    varied = [i / 10 for i in range(11)]  # per-question scores spread over 0..1
+    better = {f"q{i}": score for i, score in enumerate(varied)}
+    worse = {f"q{i}": score - 0.1 for i, score in enumerate(varied)}  # 0.1 lower on every question
+    unpaired_better, unpaired_worse = bootstrap_ci(list(better.values())), bootstrap_ci(list(worse.values()))
+    assert unpaired_worse.mean > unpaired_better.low  # an unpaired comparison calls it noise
+    difference = paired_difference(better, worse)
+    assert difference.mean == pytest.approx(0.1) and difference.low == pytest.approx(0.1)  # paired: a sure gain
+    assert paired_difference({"q1": 1.0}, {"q2": 0.0}) is None  # no question in common
+
+
 # ---------------------------------------------------------------------------- data and matrix
 
 
@@ -84,6 +97,9 @@ def test_split_sample_and_qids_are_stable():
     sample = select(items, "val", limit=4, seed=1)
     assert sample == select(items, "val", limit=4, seed=1) and {q.qid for q in sample} <= {q.qid for q in val}
     assert select(items)[12].qid == "q00012"
+    for seed in range(5):  # 5 of 89 questions are unanswerable: a plain sample of 6 often draws none
+        drawn = select(items, limit=6, seed=seed)
+        assert len(drawn) == 6 and sum(not q.item.answers for q in drawn) == 1
 
 
 def test_gold_chunks_hold_the_answer_in_the_gold_file(vellmar_index):
@@ -176,9 +192,10 @@ def test_report_files_and_contents(small_run):
     bm25 = next(c for c in report.combinations if c.combination == "bm25+base")
     closed = next(c for c in report.combinations if c.combination == "none+base")
     assert bm25.recall and len(bm25.recall) == 10 and closed.recall is None and bm25.prompt_tokens > closed.prompt_tokens
-    assert saved["verdict"]["best"] in saved["verdict"]["within_interval"] and saved["verdict"]["cheapest"]
+    assert saved["verdict"]["best"] in saved["verdict"]["within_noise"] and saved["verdict"]["cheapest"]
     markdown = open(f"{out}/report.md").read()
     assert "| bm25+fewshot |" in markdown and "## Verdict" in markdown and "**" in markdown
+    assert "Retrieval vs closed book" in markdown and "paired 95% CI" in markdown
     for chart in ("quality_vs_cost.png", "recall_at_k.png"):
         assert open(f"{out}/{chart}", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -222,8 +239,39 @@ def test_fine_tuned_artifacts_and_forgetting_probe(tmp_path, vellmar_index, embe
     assert (closed.train_seconds, closed.trainable_params, closed.artifact_bytes) == (12.5, 4608, 20000)
     assert lora.recall is not None and (tmp_path / "out" / "index-ft" / "CURRENT").is_file()
     assert [(p.generator, p.questions) for p in report.forgetting] == [("base", 2), ("lora", 2)]
-    assert report.forgetting[0].f1_change == 0.0
+    base, lora = report.forgetting
+    assert base.f1_change is None  # an untrained LoRA (B = 0) answers exactly as the base model: no forgetting
+    assert (lora.f1_change.mean, lora.f1_change.low, lora.f1_change.high) == (0.0, 0.0, 0.0)
     assert "## Forgetting" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_soft_prompt_and_full_generators_end_to_end(tmp_path, vellmar_index):
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    from rag.finetune.causal import save_with_tokenizer
+    from rag.models import load_generator
+
+    model, tokenizer = load_generator(Config(), for_training=True)
+    save_with_tokenizer(model, tokenizer, tmp_path / "full")  # the base weights, as `finetune full` writes a model
+    (tmp_path / "full" / "run.json").write_text(json.dumps({"mode": "full", "wall_seconds": 30.0,
+                                                           "trainable_params": 134515008, "artifact_bytes": 538000000}))
+    soft = get_peft_model(model, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4))
+    soft.save_pretrained(tmp_path / "soft")
+    config = settings(tmp_path / "out", index=str(vellmar_index), retrievers="none,bm25", generators="base,soft-prompt,full",
+                      soft_prompt=str(tmp_path / "soft"), generator=str(tmp_path / "full"), limit=2, probe="")
+    report = run_eval(config, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    by = {(r["combination"], r["qid"]): r for r in rows}
+    assert len(rows) == 2 * 3 * 2
+    for (combination, qid), row in by.items():
+        retriever, generator = combination.split("+")
+        base = by[(f"{retriever}+base", qid)]
+        if generator == "full":  # the same weights from another folder: the same answers
+            assert row["generated"] == base["generated"] and row["prompt_tokens"] == base["prompt_tokens"]
+        if generator == "soft-prompt":  # four virtual tokens in front of the same text prompt
+            assert row["prompt_tokens"] == base["prompt_tokens"] + 4
+    full = next(c for c in report.combinations if c.combination == "bm25+full")
+    assert (full.train_seconds, full.trainable_params) == (30.0, 134515008)
 
 
 def test_throughput_compares_batched_and_sequential(generator):

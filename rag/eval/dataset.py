@@ -40,8 +40,22 @@ def select(items: list[QAItem], split_name: str = "all", limit: int | None = Non
         train, val = split(questions, key=lambda question: question.item.question)
         questions = val if split_name == "val" else train
     if limit is not None and limit < len(questions):
-        questions = sorted(random.Random(seed).sample(questions, limit), key=lambda question: question.qid)
+        questions = sorted(_stratified_sample(questions, limit, random.Random(seed)), key=lambda question: question.qid)
     return questions
+
+
+def _stratified_sample(questions: list[Question], size: int, rng: random.Random) -> list[Question]:
+    """``size`` questions keeping the share of unanswerable ones, at least one when any exist and size > 1.
+
+    Why: the few unanswerable questions are the only measure of abstention, and a
+    plain sample of a small ``--limit`` often draws none of them.
+    """
+    unanswerable = [q for q in questions if not q.item.answers]
+    answerable = [q for q in questions if q.item.answers]
+    share = round(size * len(unanswerable) / len(questions))
+    wanted = max(share, 1 if unanswerable and size > 1 else 0, size - len(answerable))
+    taken = min(wanted, len(unanswerable))
+    return rng.sample(unanswerable, taken) + rng.sample(answerable, size - taken)
 
 
 def write_qa_corpus(items: list[QAItem], folder: Path) -> list[QAItem]:

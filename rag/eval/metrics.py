@@ -9,7 +9,11 @@ nDCG) live in :mod:`rag.metrics`.
 Confidence intervals are percentile bootstrap intervals of the mean (Efron,
 1979, "Bootstrap methods: another look at the jackknife"): resample the
 per-question scores with replacement, seeded, and read the 2.5th and 97.5th
-percentiles of the resampled means.
+percentiles of the resampled means. Two systems are compared on their
+per-question differences (a paired bootstrap, Koehn, 2004, "Statistical
+significance tests for machine translation evaluation"): both answered the same
+questions, so the spread due to question difficulty cancels out, where two
+unpaired intervals keep it and call real differences noise.
 
     >>> normalize_answer("The  Eiffel Tower!")
     'eiffel tower'
@@ -28,7 +32,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,3 +144,13 @@ def bootstrap_ci(values: Sequence[float], resamples: int = 1000, seed: int = 0, 
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return Interval(float(scores.mean()), float(low), float(high))
+
+
+def paired_difference(a: Mapping[str, float], b: Mapping[str, float], resamples: int = 1000, seed: int = 0) -> Interval | None:
+    """Mean of ``a[q] - b[q]`` over the questions both scored, with its bootstrap interval; ``None`` if none shared.
+
+    >>> paired_difference({"q1": 1.0, "q2": 0.5}, {"q1": 0.0, "q2": 0.5, "q3": 1.0}).mean
+    0.5
+    """
+    shared = sorted(a.keys() & b.keys())
+    return bootstrap_ci([a[q] - b[q] for q in shared], resamples=resamples, seed=seed)

@@ -2,10 +2,12 @@
 
 Everything is computed from predictions.jsonl, so a resumed run reports on all
 its answers. The verdict names the combination with the best mean F1 and the
-cheapest combination whose mean F1 lies inside the best one's 95% bootstrap
-interval: on a small sample such a difference can be noise, and a cheaper
-setup that may be as good is the practical answer (Ovadia et al., 2024,
-"Fine-tuning or retrieval?"; Zhang et al., 2024, RAFT).
+cheapest combination within noise of it: the paired bootstrap 95% interval of
+their per-question F1 difference includes 0. On a small sample such a
+difference can be noise, and a cheaper setup that may be as good is the
+practical answer (Ovadia et al., 2024, "Fine-tuning or retrieval?"; Zhang et
+al., 2024, RAFT). Comparisons (retrieval against closed book, fine-tuned
+against not) and forgetting use the same paired intervals.
 
 Cost order (:data:`COST_ORDER`): fewer trainable parameters first (a
 combination that needs no training beats one that does), then lower latency
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.eval.matrix import Artifact, EvalConfig, GeneratorSpec, RetrieverSpec, Skipped
-from rag.eval.metrics import Interval, bootstrap_ci
+from rag.eval.metrics import Interval, bootstrap_ci, paired_difference
 from rag.eval.predictions import Prediction
 from rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 
@@ -72,14 +74,14 @@ class ProbeScore:
     questions: int
     exact_match: Interval | None
     f1: Interval | None
-    f1_change: float | None  # minus the base model's F1; negative: knowledge was forgotten
+    f1_change: Interval | None  # paired difference from the base model's F1; below 0: knowledge was forgotten
 
 
 @dataclass(frozen=True)
 class Verdict:
     best: str | None
-    cheapest: str | None  # cheapest combination whose F1 lies inside the best one's interval
-    within_interval: list[str]
+    cheapest: str | None  # cheapest combination within noise of the best one
+    within_noise: list[str]  # combinations whose paired F1 difference from the best one's has 0 in its interval
     cost_order: str
     summary: list[str]
 
@@ -147,28 +149,48 @@ def score_combination(
     )
 
 
-def _compare(label: str, a: CombinationScore | None, b: CombinationScore | None) -> str | None:
-    """One verdict line: does ``a`` clearly beat ``b`` (``b``'s mean F1 below ``a``'s interval)?"""
+PerQuestion = dict[str, dict[str, float]]  # name -> qid -> F1, the answerable questions only
+
+
+def _per_question_f1(predictions: list[Prediction], key: Callable[[Prediction], str]) -> PerQuestion:
+    scores: PerQuestion = {}
+    for p in predictions:
+        if p.answers:
+            scores.setdefault(key(p), {})[p.qid] = p.f1
+    return scores
+
+
+def _compare(label: str, a: CombinationScore | None, b: CombinationScore | None, f1: PerQuestion, resample: dict) -> str | None:
+    """One verdict line: does ``a`` clearly beat ``b`` (the paired interval of F1(a) - F1(b) above 0)?"""
     if not (a and b and a.f1 and b.f1):
         return None
-    if b.f1.mean < a.f1.low:
+    difference = paired_difference(f1[a.combination], f1[b.combination], **resample)
+    if difference is None:
+        return None
+    if difference.low > 0:
         outcome = "clearly beats"
-    elif a.f1.mean < b.f1.low:
+    elif difference.high < 0:
         outcome = "clearly loses to"
     else:
         outcome = "is within noise of"
     return (
-        f"{label}: {a.combination} (F1 {a.f1.mean:.3f}, 95% CI {a.f1.low:.3f}-{a.f1.high:.3f}) {outcome} "
-        f"{b.combination} (F1 {b.f1.mean:.3f}, 95% CI {b.f1.low:.3f}-{b.f1.high:.3f})."
+        f"{label}: {a.combination} (F1 {a.f1.mean:.3f}) {outcome} {b.combination} (F1 {b.f1.mean:.3f}): "
+        f"difference {difference.mean:+.3f}, paired 95% CI {difference.low:+.3f} to {difference.high:+.3f}."
     )
 
 
-def verdict(scores: list[CombinationScore], fine_tuned: set[str]) -> Verdict:
+def verdict(scores: list[CombinationScore], f1: PerQuestion, fine_tuned: set[str], resample: dict) -> Verdict:
+    """Best by mean F1, the cheapest within noise of it, and the retrieval and fine-tuning comparisons."""
     scored = [s for s in scores if s.f1]
     if not scored:
         return Verdict(None, None, [], COST_ORDER, ["No question with a gold answer was scored."])
     best = max(scored, key=lambda s: s.f1.mean)
-    within = [s for s in scored if s.f1.mean >= best.f1.low]
+
+    def within_noise(s: CombinationScore) -> bool:
+        difference = paired_difference(f1[best.combination], f1[s.combination], **resample)
+        return difference is None or difference.low <= 0
+
+    within = [s for s in scored if within_noise(s)]
     cheapest = min(within, key=CombinationScore.cost)
 
     def top(keep: Callable[[CombinationScore], bool]) -> CombinationScore | None:
@@ -176,10 +198,11 @@ def verdict(scores: list[CombinationScore], fine_tuned: set[str]) -> Verdict:
 
     summary = [
         f"Best quality: {best.combination}, F1 {best.f1.mean:.3f} (95% CI {best.f1.low:.3f}-{best.f1.high:.3f}).",
-        f"Cheapest within that interval: {cheapest.combination}, F1 {cheapest.f1.mean:.3f}, "
+        f"Cheapest within noise of it: {cheapest.combination}, F1 {cheapest.f1.mean:.3f}, "
         f"{cheapest.trainable_params if cheapest.trainable_params is not None else 'unknown'} trainable parameters, "
         f"latency p50 {cheapest.latency_p50_s:.2f} s, {cheapest.prompt_tokens:.0f} prompt tokens "
-        f"({len(within)} of {len(scored)} combinations are inside the interval; cost order: {COST_ORDER}).",
+        f"({len(within)} of {len(scored)} combinations are within noise of the best: the paired 95% interval of "
+        f"their F1 difference includes 0; cost order: {COST_ORDER}).",
     ]
     comparisons = [
         ("Retrieval vs closed book", top(lambda s: s.retriever != "none"), top(lambda s: s.retriever == "none")),
@@ -188,24 +211,24 @@ def verdict(scores: list[CombinationScore], fine_tuned: set[str]) -> Verdict:
         ("Fine-tuning vs not (with retrieval)", top(lambda s: s.generator in fine_tuned and s.retriever != "none"),
          top(lambda s: s.generator not in fine_tuned and s.retriever != "none")),
     ]
-    summary += [line for label, a, b in comparisons if (line := _compare(label, a, b))]
+    summary += [line for label, a, b in comparisons if (line := _compare(label, a, b, f1, resample))]
     return Verdict(best.combination, cheapest.combination, [s.combination for s in within], COST_ORDER, summary)
 
 
 def score_probe(predictions: list[Prediction], generators: list[GeneratorSpec], settings: EvalConfig) -> list[ProbeScore]:
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
     by_generator = {g.name: [p for p in predictions if p.suite == "probe" and p.generator == g.name] for g in generators}
-    f1 = {name: bootstrap_ci([p.f1 for p in rows if p.answers], **resample) for name, rows in by_generator.items() if rows}
-    base = f1.get("base")
+    by_generator = {name: rows for name, rows in by_generator.items() if rows}
+    f1 = _per_question_f1([p for rows in by_generator.values() for p in rows], key=lambda p: p.generator)
     return [
         ProbeScore(
             name,
-            len(by_generator[name]),
-            bootstrap_ci([p.exact_match for p in by_generator[name] if p.answers], **resample),
-            f1[name],
-            f1[name].mean - base.mean if base and f1[name] else None,
+            len(rows),
+            bootstrap_ci([p.exact_match for p in rows if p.answers], **resample),
+            bootstrap_ci(list(f1.get(name, {}).values()), **resample),
+            paired_difference(f1[name], f1["base"], **resample) if name != "base" and "base" in f1 and name in f1 else None,
         )
-        for name in f1
+        for name, rows in by_generator.items()
     ]
 
 
@@ -230,6 +253,8 @@ def build_report(
                 scores.append(score_combination(rows, retriever, generator, settings))
     artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
     fine_tuned = {g.name for g in generators if g.fine_tuned}
+    f1 = _per_question_f1([p for p in predictions if p.suite == "qa"], key=lambda p: p.combination)
+    resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
     return Report(
         settings,
         len(questions),
@@ -237,7 +262,7 @@ def build_report(
         score_probe(predictions, generators, settings),
         skipped,
         artifacts,
-        verdict(scores, fine_tuned),
+        verdict(scores, f1, fine_tuned, resample),
         round(wall_seconds, 1),
     )
 
@@ -247,6 +272,10 @@ def build_report(
 
 def _interval(value: Interval | None) -> str:
     return "–" if value is None else f"{value.mean:.3f} ({value.low:.2f}–{value.high:.2f})"
+
+
+def _signed_interval(value: Interval) -> str:
+    return f"{value.mean:+.3f} ({value.low:+.2f} to {value.high:+.2f})"
 
 
 @dataclass(frozen=True)
@@ -324,9 +353,9 @@ def render_markdown(report: Report) -> str:
         "over the batch, plus retrieval and prompt building); peak memory is the process high-water mark.",
     ]
     if report.forgetting:
-        lines += ["", "## Forgetting (closed book, general-knowledge probe)", "", "| Generator | Questions | EM | F1 | F1 change vs base |", "|---|---|---|---|---|"]
+        lines += ["", "## Forgetting (closed book, general-knowledge probe)", "", "| Generator | Questions | EM | F1 | F1 change vs base (paired 95% CI) |", "|---|---|---|---|---|"]
         for probe in report.forgetting:
-            change = "–" if probe.f1_change is None else f"{probe.f1_change:+.3f}"
+            change = "–" if probe.f1_change is None else _signed_interval(probe.f1_change)
             lines.append(f"| {probe.generator} | {probe.questions} | {_interval(probe.exact_match)} | {_interval(probe.f1)} | {change} |")
     if report.skipped:
         lines += ["", "## Skipped", "", *[f"- {s.variant}: {s.reason}" for s in report.skipped]]

@@ -120,6 +120,7 @@ def score(
     run: RetrievalRun,
     prompt: Prompt,
     generation: Generation,
+    virtual_tokens: int,
     overhead_s: float,
 ) -> Prediction:
     answer = answer_text(generation.text)
@@ -138,7 +139,7 @@ def score(
         answer=answer,
         retrieved=[hit.chunk_id for hit in hits],
         relevant=run.relevant.get(question.qid, []),
-        prompt_tokens=len(prompt.input_ids),
+        prompt_tokens=len(prompt.input_ids) + virtual_tokens,
         latency_s=round(overhead_s + generation.seconds, 4),
         peak_rss_mb=round(peak_rss_mb(), 1),
         exact_match=exact_match(answer, golds) if golds else None,
@@ -173,7 +174,10 @@ def answer_questions(
         for start in range(0, len(order), size):
             batch = order[start : start + size]
             generations = generator.generate([prompts[i].input_ids for i in batch])
-            log.append([score(suite, retriever, spec, questions[i], run, prompts[i], g, overhead) for i, g in zip(batch, generations)])
+            log.append([
+                score(suite, retriever, spec, questions[i], run, prompts[i], g, generator.virtual_tokens, overhead)
+                for i, g in zip(batch, generations)
+            ])
             bar.update(len(batch))
     elapsed = time.perf_counter() - began
     tqdm.write(f"{name}: {len(questions)} questions in {elapsed:.1f} s, {len(questions) / elapsed:.2f} questions/s")
