@@ -15,18 +15,33 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 from rag.eval.report import Report  # noqa: E402
 
 
+MARKERS = "sov^Dph*"  # one per retriever, in the report's order
+
+
 def quality_vs_cost(report: Report, path: Path) -> None:
-    """F1 (with its 95% interval) against latency p50 per question, one labelled point per combination."""
+    """F1 (with its 95% interval) against latency p50 per question: colour = generator, marker = retriever.
+
+    Legends rather than per-point labels: with 25 combinations many points sit on the same spot.
+    """
+    from matplotlib.lines import Line2D
+
     scored = [s for s in report.combinations if s.f1]
+    generators = list(dict.fromkeys(s.generator for s in scored))
+    retrievers = list(dict.fromkeys(s.retriever for s in scored))
+    colour = {name: f"C{number % 10}" for number, name in enumerate(generators)}
+    marker = {name: MARKERS[number % len(MARKERS)] for number, name in enumerate(retrievers)}
     figure, axes = plt.subplots(figsize=(8, 5.5))
-    for number, s in enumerate(scored):
+    for s in scored:
         error = [[s.f1.mean - s.f1.low], [s.f1.high - s.f1.mean]]
-        axes.errorbar(s.latency_p50_s, s.f1.mean, yerr=error, fmt="o", capsize=3, color="C0" if s.retriever != "none" else "C3")
-        # Labels alternate above and below: combinations often sit on the same spot.
-        axes.annotate(s.combination, (s.latency_p50_s, s.f1.mean), textcoords="offset points", xytext=(5, 4 if number % 2 else -11), fontsize=8)
+        axes.errorbar(s.latency_p50_s, s.f1.mean, yerr=error, fmt=marker[s.retriever], color=colour[s.generator],
+                      markersize=7, capsize=3, elinewidth=1, alpha=0.8)
+    by_generator = [Line2D([], [], color=colour[g], marker="o", linestyle="", label=g) for g in generators]
+    by_retriever = [Line2D([], [], color="0.3", marker=marker[r], linestyle="", label=r) for r in retrievers]
+    axes.add_artist(axes.legend(handles=by_generator, title="generator", loc="upper left", fontsize=8))
+    axes.legend(handles=by_retriever, title="retrieval", loc="upper center", fontsize=8)
     axes.set_xlabel("latency p50 per question (s)")
     axes.set_ylabel("token F1 (95% bootstrap CI)")
-    axes.set_title("Quality vs cost (red: closed book)")
+    axes.set_title("Quality vs cost per combination")
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
