@@ -95,7 +95,8 @@ class Report:
     skipped: list[Skipped]
     artifacts: list[Artifact]
     verdict: Verdict
-    wall_seconds: float
+    wall_seconds: float  # this invocation only
+    answer_seconds: float  # per-question latencies summed over every answer scored, resumed runs included
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -253,6 +254,7 @@ def build_report(
                 scores.append(score_combination(rows, retriever, generator, settings))
     artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
     fine_tuned = {g.name for g in generators if g.fine_tuned}
+    planned_generators = {g.name for g in generators}
     f1 = _per_question_f1([p for p in predictions if p.suite == "qa"], key=lambda p: p.combination)
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
     return Report(
@@ -264,6 +266,7 @@ def build_report(
         artifacts,
         verdict(scores, f1, fine_tuned, resample),
         round(wall_seconds, 1),
+        round(sum(p.latency_s for p in predictions if p.generator in planned_generators), 1),
     )
 
 
@@ -336,7 +339,8 @@ def render_markdown(report: Report) -> str:
         "",
         f"QA set `{settings.qa}` ({settings.split} split, {report.questions} questions"
         + (f", seeded sample of {settings.limit}" if settings.limit else "")
-        + f"); {len(report.combinations)} combinations; wall time {report.wall_seconds:.0f} s.",
+        + f"); {len(report.combinations)} combinations; {report.answer_seconds:.0f} s spent answering "
+        f"(resumed runs included), wall time of this run {report.wall_seconds:.0f} s.",
         "",
         "## Verdict",
         "",
