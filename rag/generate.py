@@ -16,9 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from rag.config import Config
 from rag.models import load_generator
+
+PREFILLS = ("auto", "batched", "separate")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class Generator:
                 f"context_tokens ({config.context_tokens}) + max_new_tokens ({config.max_new_tokens}) exceed "
                 f"the generator's window of {window} tokens"
             )
+
+        if config.generation_prefill not in PREFILLS:
+            raise ValueError(f"generation_prefill must be one of {', '.join(PREFILLS)}, got {config.generation_prefill!r}")
 
     @classmethod
     def load(cls, config: Config, adapter: str | None = None) -> Generator:
@@ -61,6 +67,34 @@ class Generator:
             "eos_token_id": self.tokenizer.eos_token_id,
         }
 
+    @property
+    def separate_prefill(self) -> bool:
+        # A soft prompt's virtual tokens are prepended inside the PEFT model's own generate: no manual prefill.
+        if self.virtual_tokens or self.config.generation_prefill == "batched":
+            return False
+        return self.config.generation_prefill == "separate" or self.device.type == "cpu"
+
+    def _prefilled_cache(self, rows: list[list[int]]):
+        """Each prompt but its last token run alone, the key/value caches left-padded into one batch.
+
+        ``generate`` then sees the cache covers all but the last position and runs
+        only the last prompt token and the decoding steps batched; the padded
+        slots are masked by the attention mask, as left padding would be.
+        """
+        from transformers import DynamicCache
+
+        caches = [self.model(input_ids=torch.tensor([row[:-1]], device=self.device), use_cache=True).past_key_values for row in rows]
+        longest = max(map(len, rows)) - 1
+
+        def left_padded(tensors: list[torch.Tensor]) -> torch.Tensor:  # each (1, heads, length, head_dim)
+            return torch.cat([F.pad(t, (0, 0, longest - t.shape[2], 0)) for t in tensors])  # (B, heads, longest, head_dim)
+
+        layers = [
+            (left_padded([c.layers[n].keys for c in caches]), left_padded([c.layers[n].values for c in caches]))
+            for n in range(len(caches[0].layers))
+        ]
+        return DynamicCache(layers, config=self.model.config)
+
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]]) -> list[Generation]:
         """Answers for token-id prompts, ``config.generation_batch_size`` at a time, left-padded.
@@ -73,8 +107,12 @@ class Generator:
         for start in range(0, len(order), size):
             batch = order[start : start + size]
             began = time.perf_counter()
-            padded = self.tokenizer.pad({"input_ids": [prompts[i] for i in batch]}, padding=True, return_tensors="pt").to(self.device)
-            output = self.model.generate(**padded, **self._generate_kwargs())  # (B, T_prompt + T_new)
+            rows = [prompts[i] for i in batch]
+            padded = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt").to(self.device)
+            # Without padding one forward pass is the fast path anyway; a one-token prompt has nothing to prefill.
+            uneven = len({len(row) for row in rows}) > 1 and min(map(len, rows)) > 1
+            prefilled = {"past_key_values": self._prefilled_cache(rows)} if uneven and self.separate_prefill else {}
+            output = self.model.generate(**padded, **prefilled, **self._generate_kwargs())  # (B, T_prompt + T_new)
             new = output[:, padded["input_ids"].shape[1] :]  # (B, T_new)
             seconds = (time.perf_counter() - began) / len(batch)
             for i, row in zip(batch, new):

@@ -46,8 +46,9 @@ def test_library_pipeline_batches_and_closed_book(vellmar_index, config, generat
     answers = pipeline.ask_batch(["Who founded the seed library?", "What is the name of the ferry?"])
     assert "Agathe Morrow" in answers[0].answer and "Sula Wren" in answers[1].answer
     assert [len(a.sources) for a in answers] == [4, 4]
-    # Left padding must not change what greedy decoding produces.
-    assert pipeline.ask("What is the name of the ferry?").answer == answers[1].answer
+    # The streamed path names the same ferry (token-for-token equality of batched and one-by-one
+    # decoding is checked in fp32 below: bf16 rounds a padded batch differently).
+    assert "Sula Wren" in pipeline.ask("What is the name of the ferry?").answer
     closed = Pipeline(None, config, generator=generator).ask("What is the capital of France?")
     assert closed.sources == [] and "Paris" in closed.answer
 
@@ -65,3 +66,25 @@ def test_langchain_retriever_returns_documents(vellmar_index):
     documents = RagRetriever.from_index(vellmar_index, method="bm25", k=2).invoke("Lantern Fair Tallow Cup")
     assert len(documents) == 2
     assert documents[0].metadata["source"].endswith("lantern-fair.html") and "Tallow Cup" in documents[0].page_content
+
+
+def test_separate_prefill_answers_as_one_padded_batch_and_one_by_one(config, monkeypatch):
+    from rag import Generator
+
+    # fp32: bf16 rounds the two paths differently and can flip a near-tie between two tokens.
+    fp32 = Generator.load(config.override({"generator_precision": "fp32", "max_new_tokens": 12}))
+    questions = ["What is the capital of France?", "Which planet is known as the red planet in our solar system?", "Who wrote Hamlet?"]
+    prompts = [p.input_ids for p in Pipeline(None, fp32.config, generator=fp32).prompts(questions, [None] * 3)]
+    assert len({len(p) for p in prompts}) == 3  # uneven: the batch needs padding
+    prefills = []
+    real = Generator._prefilled_cache
+    monkeypatch.setattr(Generator, "_prefilled_cache", lambda self, rows: prefills.append(len(rows)) or real(self, rows))
+
+    def answers(prefill: str, batch: list[list[int]]) -> list[str]:
+        generator = Generator(fp32.model, fp32.tokenizer, fp32.config.override({"generation_prefill": prefill}))
+        return [g.text for g in generator.generate(batch)]
+
+    separate = answers("separate", prompts)
+    assert prefills == [3]
+    assert separate == answers("batched", prompts) == [answers("separate", [p])[0] for p in prompts]
+    assert "Paris" in separate[0] and prefills == [3]  # one-prompt batches need no padding, so no separate prefill
