@@ -34,6 +34,7 @@ RUN_KEYS = {
 }  # fmt: skip
 # The smallest generator run: 2 examples, one at a time, only the gold passage in the prompt.
 TINY_GENERATOR = ["--limit", "2", "--batch-size", "1", "--passages", "1", "--max-steps", "1"]
+FP32 = Config(generator_precision="fp32")  # logit comparisons: bf16 rounding would swamp small differences
 FIXED_PROMPT = "Question: When was the Tidewatch Cooperative founded?\nAnswer:"
 
 
@@ -46,7 +47,7 @@ def index_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def base_logits() -> torch.Tensor:
-    return last_logits(*load_generator(Config()))
+    return last_logits(*load_generator(FP32))
 
 
 def last_logits(model, tokenizer) -> torch.Tensor:
@@ -110,9 +111,9 @@ def test_lora_on_squad_changes_logits_and_merges(tmp_path, base_logits):
     record = run("lora", out, "--qa", str(SQUAD), *TINY_GENERATOR, "--merge")
     assert (out / "adapter_config.json").is_file()
     assert record["artifact_bytes"] < 10_000_000  # an adapter of a few MB, not a model
-    adapted = last_logits(*load_generator(Config(), adapter=str(out)))
+    adapted = last_logits(*load_generator(FP32, adapter=str(out)))
     assert not torch.allclose(adapted, base_logits, atol=1e-5)
-    merged = last_logits(*load_generator(Config(generator=str(out / "merged"))))  # --generator DIR/merged
+    merged = last_logits(*load_generator(FP32.override({"generator": str(out / "merged")})))  # --generator DIR/merged
     assert torch.allclose(merged, adapted, atol=1e-3)
 
 
@@ -120,7 +121,7 @@ def test_prompt_tuning_on_vellmar_changes_logits(index_dir, tmp_path, base_logit
     out = tmp_path / "soft"
     record = run("prompt-tuning", out, "--qa", str(VELLMAR_QA), "--index", str(index_dir), *TINY_GENERATOR)
     assert record["trainable_params"] == 20 * 576  # 20 virtual tokens of the 576-wide embedding
-    soft = last_logits(*load_generator(Config(), adapter=str(out)))  # rag ask --soft-prompt DIR
+    soft = last_logits(*load_generator(FP32, adapter=str(out)))  # rag ask --soft-prompt DIR
     assert not torch.allclose(soft, base_logits, atol=1e-5)
 
 
@@ -128,7 +129,7 @@ def test_full_on_vellmar_writes_a_loadable_model(index_dir, tmp_path, base_logit
     out = tmp_path / "full"
     record = run("full", out, "--qa", str(VELLMAR_QA), "--index", str(index_dir), *TINY_GENERATOR)
     assert record["trainable_params"] == record["total_params"]
-    tuned = last_logits(*load_generator(Config(generator=str(out))))  # rag ask --generator DIR
+    tuned = last_logits(*load_generator(FP32.override({"generator": str(out)})))  # rag ask --generator DIR
     assert not torch.allclose(tuned, base_logits, atol=1e-5)
 
 
@@ -136,7 +137,7 @@ def test_lora_unsupervised_trains_on_the_index_text(index_dir, tmp_path, base_lo
     out = tmp_path / "lora-kb"
     record = run("lora", out, "--objective", "unsupervised", "--index", str(index_dir), "--limit", "1", "--max-steps", "1")
     assert record["data"].startswith("index")
-    assert not torch.allclose(last_logits(*load_generator(Config(), adapter=str(out))), base_logits, atol=1e-5)
+    assert not torch.allclose(last_logits(*load_generator(FP32, adapter=str(out))), base_logits, atol=1e-5)
 
 
 def test_synthetic_pairs_are_saved_and_trained_on(index_dir, tmp_path):
