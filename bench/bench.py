@@ -35,7 +35,6 @@ import argparse
 import json
 import math
 import platform
-import resource
 import shutil
 import statistics
 import sys
@@ -52,6 +51,7 @@ import torch
 from rag.cli_common import add_config_flags, config_from_args, run_cli
 from rag.config import Config
 from rag.eval import throughput
+from rag.eval.runner import peak_rss_mb
 from rag.generate import Generator
 from rag.index import Chunk, FileRecord, Index, Manifest, write_generation, writer_lock
 from rag.ingest import discover, embed_texts, ingest
@@ -59,7 +59,6 @@ from rag.ingest.chunking import chunk_pages, make_splitter
 from rag.ingest.loaders import LoadError, load_file
 from rag.models import embedder_source, load_embedder, resolve_device, resolve_dtype
 from rag.pipeline import Pipeline
-from rag.prompt import build_prompt
 from rag.retrieve import RETRIEVAL_METHODS, Retriever
 
 REPO = Path(__file__).resolve().parent.parent
@@ -165,8 +164,7 @@ def percentiles_ms(seconds: list[float]) -> tuple[float, float]:
 def memory(phase: str) -> MemoryFigures:
     import psutil
 
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    return MemoryFigures(phase, round(peak_kb / 1024, 1), round(psutil.Process().memory_info().rss / 2**20, 1))
+    return MemoryFigures(phase, round(peak_rss_mb(), 1), round(psutil.Process().memory_info().rss / 2**20, 1))
 
 
 def rate(count: float, seconds: float) -> float:
@@ -392,12 +390,6 @@ def bench_large(size: int, real: Index, questions: list[str], work: Path, config
 # ---------------------------------------------------------------------------- 5. generator
 
 
-def rag_prompts(questions: list[str], retriever: Retriever, generator: Generator, config: Config) -> list[list[int]]:
-    """Token ids of real RAG prompts: each question with its retrieved passages."""
-    hits = retriever.search(questions, config.retriever, config.k)
-    return [build_prompt(q, h, generator.tokenizer, config).input_ids for q, h in zip(questions, hits)]
-
-
 def bench_stream(generator: Generator, prompt: list[int]) -> StreamFigures:
     generator.generate([prompt[:16]])  # warm-up: the first forward pass allocates
     began = time.perf_counter()
@@ -419,13 +411,17 @@ def bench_stream(generator: Generator, prompt: list[int]) -> StreamFigures:
     )
 
 
+def precision_of(generator: Generator) -> str:
+    return str(generator.model.dtype).removeprefix("torch.")
+
+
 def bench_batches(generator: Generator, prompts: list[list[int]], config: Config, kind: str, batch_size: int = 8) -> BatchFigures:
     """Questions/s of Generator.generate, ``batch_size`` prompts per call against one, same model and prompts."""
     sized = Generator(generator.model, generator.tokenizer, config.override({"generation_batch_size": batch_size}))
     result = throughput(sized, prompts)
     return BatchFigures(
         kind,
-        str(next(generator.model.parameters()).dtype).removeprefix("torch."),
+        precision_of(generator),
         result.questions,
         sum(map(len, prompts)) // len(prompts),
         config.max_new_tokens,
@@ -527,29 +523,28 @@ def main() -> int:
         memories.append(memory("retrieval"))
 
         generator = Generator.load(config)
+        pipeline = Pipeline(None, config, generator=generator)
         unique = list(dict.fromkeys(questions))[: args.gen_prompts]
-        prompts = rag_prompts(unique, retriever, generator, config)
+        prompts = [p.input_ids for p in pipeline.prompts(unique, retriever.search(unique, config.retriever, config.k))]
         stream = bench_stream(generator, prompts[0])
         report["stream"] = asdict(stream)
         show(f"generator streaming ({config.generator}, one RAG prompt, greedy)", stream)
         # Long RAG prompts make prefill, which batching barely speeds up on a CPU, the bulk of the work;
         # closed-book prompts show the decoding-bound case. The fp32 rows are the naive baseline:
         # transformers' default dtype, one question per generate call.
-        closed_book = [p.input_ids for p in Pipeline(None, config, generator=generator).prompts(unique, [None] * len(unique))]
+        closed_book = [p.input_ids for p in pipeline.prompts(unique, [None] * len(unique))]
         fp32 = generator if generator.model.dtype == torch.float32 else Generator.load(config.override({"generator_precision": "fp32"}))
-        report["batched"] = []
-        rows = [("rag", generator, prompts), ("closed-book", generator, closed_book)]
-        rows += [("rag", fp32, prompts), ("closed-book", fp32, closed_book)] if fp32 is not generator else []
-        for kind, model, token_prompts in rows:
-            batches = bench_batches(model, token_prompts, config, kind)
-            report["batched"].append(asdict(batches))
-            show(f"batched generation ({kind} prompts, {batches.precision}, greedy)", batches)
+        batched: dict[tuple[str, str], BatchFigures] = {}
+        for model in dict.fromkeys((generator, fp32)):
+            for kind, token_prompts in (("rag", prompts), ("closed-book", closed_book)):
+                batches = batched[kind, precision_of(model)] = bench_batches(model, token_prompts, config, kind)
+                show(f"batched generation ({kind} prompts, {batches.precision}, greedy)", batches)
+        report["batched"] = [asdict(batches) for batches in batched.values()]
         for kind in ("rag", "closed-book"):
-            ours, naive = (next(b for b in report["batched"] if b["prompts"] == kind and b["precision"] == p)
-                           for p in (report["batched"][0]["precision"], "float32"))
-            speedup = ours["batched_qps"] / naive["sequential_qps"]
+            ours, naive = batched[kind, precision_of(generator)], batched[kind, "float32"]
+            speedup = ours.batched_qps / naive.sequential_qps
             report[f"eval_path_over_naive_{kind}"] = round(speedup, 2)
-            print(f"\n  {kind}: eval path (batches of 8, {ours['precision']}) over the naive loop (one at a time, float32): "
+            print(f"\n  {kind}: eval path (batches of 8, {ours.precision}) over the naive loop (one at a time, float32): "
                   f"{speedup:.2f}x; goal >= {BATCH_GOAL:g}x: {'met' if speedup >= BATCH_GOAL else 'NOT met'}")
         memories.append(memory("generator"))
 
