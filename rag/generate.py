@@ -40,7 +40,6 @@ class Generator:
                 f"context_tokens ({config.context_tokens}) + max_new_tokens ({config.max_new_tokens}) exceed "
                 f"the generator's window of {window} tokens"
             )
-
         if config.generation_prefill not in PREFILLS:
             raise ValueError(f"generation_prefill must be one of {', '.join(PREFILLS)}, got {config.generation_prefill!r}")
 

@@ -57,6 +57,11 @@ class ModelSource:
         return digest.hexdigest()[:16]
 
 
+def folder_bytes(folder: Path) -> int:
+    """Size on disk of every file under ``folder``: what an artifact costs to keep."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import Config
+from rag.models import folder_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE_FILE = ROOT / "corpora" / "probes" / "general-knowledge.jsonl"
@@ -115,6 +116,13 @@ class Artifact:
     artifact_bytes: int
 
 
+ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator")  # EvalConfig fields naming fine-tuned folders
+
+
+def artifact_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 # flag -> (file that marks a valid folder, PEFT type it must hold or None, command that makes one)
 ARTIFACT_KINDS = {
     "--embedder": ("config.json", None, "python -m rag.finetune embeddings"),
@@ -142,7 +150,7 @@ def load_artifact(flag: str, path: str) -> Artifact:
             run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise ValueError(f"{flag} {path}: run.json is not valid JSON ({error})") from error
-    size = run.get("artifact_bytes") or sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    size = run.get("artifact_bytes") or folder_bytes(folder)
     return Artifact(flag, str(folder), run.get("mode"), run.get("wall_seconds"), run.get("trainable_params"), size)
 
 
@@ -160,14 +168,14 @@ class Artifacts:
 
     @classmethod
     def of(cls, settings: EvalConfig) -> Artifacts:
-        given = {name: getattr(settings, name) for name in ("embedder", "adapter", "soft_prompt", "generator")}
-        loaded = {name: load_artifact("--" + name.replace("_", "-"), path) if path else None for name, path in given.items()}
+        given = {name: getattr(settings, name) for name in ARTIFACT_FIELDS}
+        loaded = {name: load_artifact(artifact_flag(name), path) if path else None for name, path in given.items()}
         return cls(**loaded, has_corpus=bool(settings.corpus or settings.index or settings.corpus_from_qa))
 
     def require(self, name: str, variant: str) -> Artifact:
         artifact = getattr(self, name)
         if artifact is None:
-            flag = "--" + name.replace("_", "-")
+            flag = artifact_flag(name)
             raise Unavailable(f"{variant} needs {flag} DIR (made by `{ARTIFACT_KINDS[flag][2]}`)")
         return artifact
 

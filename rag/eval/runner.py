@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from rag.eval.charts import write_charts
 from rag.eval.dataset import Question, gold_chunk_ids, select, write_qa_corpus
-from rag.eval.matrix import CLOSED_BOOK, EvalConfig, GeneratorSpec, RetrieverSpec, plan
+from rag.eval.matrix import ARTIFACT_FIELDS, CLOSED_BOOK, EvalConfig, GeneratorSpec, RetrieverSpec, plan
 from rag.eval.metrics import abstained, answer_text, exact_match, groundedness, token_f1
 from rag.eval.predictions import Prediction, PredictionLog
 from rag.eval.report import Report, build_report, write_report
@@ -44,7 +44,6 @@ from rag.retrieve import Retrieved, Retriever
 
 # Settings that change answers already in predictions.jsonl; --limit, --split and the matrix may change freely.
 FIXED_SETTINGS = ("qa", "corpus", "index", "corpus_from_qa", "k", "probe", "rag")
-ARTIFACT_SETTINGS = ("embedder", "adapter", "soft_prompt", "generator")
 
 
 @dataclass(frozen=True)
@@ -67,14 +66,14 @@ def check_resumable(out: Path, settings: EvalConfig) -> None:
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
         changed = [key for key in FIXED_SETTINGS if saved.get(key) != current[key]]
-        changed += [key for key in ARTIFACT_SETTINGS if saved.get(key) and current[key] and saved[key] != current[key]]
+        changed += [key for key in ARTIFACT_FIELDS if saved.get(key) and current[key] and saved[key] != current[key]]
         if changed and (out / "predictions.jsonl").is_file():
             raise ValueError(
                 f"{out} holds predictions made with other {', '.join(changed)}; "
                 f"use another --out, or delete {out / 'predictions.jsonl'} to start over"
             )
         # An artifact left out this time still names what the lines already written were made with.
-        current |= {key: saved[key] for key in ARTIFACT_SETTINGS if current[key] is None and saved.get(key)}
+        current |= {key: saved[key] for key in ARTIFACT_FIELDS if current[key] is None and saved.get(key)}
     path.write_text(json.dumps(current, indent=2), encoding="utf-8")
 
 

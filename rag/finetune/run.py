@@ -26,7 +26,7 @@ from rag.finetune import embeddings, full, lora, prompt_tuning
 from rag.finetune.config import FinetuneConfig
 from rag.finetune.data import Data, load_data
 from rag.finetune.trainer import Task, save_loss_plot, train
-from rag.models import resolve_device
+from rag.models import folder_bytes, resolve_device
 
 MODES: dict[str, Callable[[FinetuneConfig, Config, Data], Task]] = {
     "embeddings": embeddings.build,
@@ -63,10 +63,6 @@ class RunRecord:
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-
-
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def publish(staging: Path, out: Path) -> None:
