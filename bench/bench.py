@@ -242,7 +242,7 @@ def bench_precision(texts: list[str], config: Config, embedder) -> PrecisionFigu
     speeds = {}
     device = resolve_device(config.device)
     for precision in ("bf16", "fp32"):
-        same = resolve_dtype(precision, device) == resolve_dtype(config.embed_precision, device)
+        same = resolve_dtype(precision, device) == resolve_dtype(config.embed_precision, device, "embed_precision")
         model = embedder if same else load_embedder(config.override({"embed_precision": precision}))
         embed_texts(model, texts[:8], config.embed_batch_size)  # warm-up: first call allocates
         _, seconds = timed(embed_texts, model, texts, config.embed_batch_size)
@@ -267,7 +267,7 @@ def langchain_loader(path: Path):
 
 def bench_langchain(files: list[Path], config: Config, ours_chunks_per_s: float) -> LangChainFigures:
     """LangChain's documented path, end to end, with model loading kept out of the timing as for ours."""
-    dtype = resolve_dtype(config.embed_precision, resolve_device(config.device))
+    dtype = resolve_dtype(config.embed_precision, resolve_device(config.device), "embed_precision")
     precision = str(dtype).removeprefix("torch.")
     try:
         with warnings.catch_warnings():  # langchain-community warns at import that it is being sunset

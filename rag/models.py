@@ -71,8 +71,8 @@ def resolve_device(device: str) -> str:
 PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-def resolve_dtype(precision: str, device: str) -> torch.dtype:
-    """The inference dtype for ``precision`` ("auto", "bf16" or "fp32") on ``device``.
+def resolve_dtype(precision: str, device: str, setting: str = "precision") -> torch.dtype:
+    """The inference dtype for ``precision`` ("auto", "bf16" or "fp32") on ``device``; ``setting`` names it in errors.
 
     "auto" picks bf16 only where the hardware computes it natively: elsewhere
     (a CPU without AVX512) bf16 is emulated and slower than fp32.
@@ -84,7 +84,7 @@ def resolve_dtype(precision: str, device: str) -> torch.dtype:
             native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
         precision = "bf16" if native else "fp32"
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+        raise ValueError(f"{setting} must be auto, bf16 or fp32, got {precision!r}")
     return PRECISIONS[precision]
 
 
@@ -139,7 +139,7 @@ def load_embedder(config: Config, *, for_training: bool = False):
     source = embedder_source(config.embedder)
     device = resolve_device(config.device)
     model = SentenceTransformer(str(source.folder), device=device, local_files_only=True)
-    dtype = resolve_dtype(config.embed_precision, device)
+    dtype = resolve_dtype(config.embed_precision, device, "embed_precision")
     return model if for_training else model.to(dtype)
 
 
@@ -191,5 +191,5 @@ def load_generator(config: Config, *, adapter: str | None = None, for_training: 
             )
         model = PeftModel.from_pretrained(model, adapter)
     device = resolve_device(config.device)
-    dtype = torch.float32 if for_training else resolve_dtype(config.generator_precision, device)
+    dtype = torch.float32 if for_training else resolve_dtype(config.generator_precision, device, "generator_precision")
     return model.to(device=device, dtype=dtype).eval(), tokenizer  # the adapter too: no mixed-dtype matmuls

@@ -5,10 +5,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+import torch
 from conftest import ROOT
 
 from rag import Pipeline
 from rag.langchain_retriever import RagRetriever
+from rag.models import resolve_dtype
 
 
 def run_cli(*args):
@@ -88,3 +91,10 @@ def test_separate_prefill_answers_as_one_padded_batch_and_one_by_one(config, mon
     assert prefills == [3]
     assert separate == answers("batched", prompts) == [answers("separate", [p])[0] for p in prompts]
     assert "Paris" in separate[0] and prefills == [3]  # one-prompt batches need no padding, so no separate prefill
+
+
+def test_precision_settings_resolve_or_name_the_bad_key():
+    assert resolve_dtype("fp32", "cpu") is torch.float32 and resolve_dtype("bf16", "cpu") is torch.bfloat16
+    assert resolve_dtype("auto", "cpu") in (torch.float32, torch.bfloat16)
+    with pytest.raises(ValueError, match="generator_precision must be auto, bf16 or fp32, got 'fp16'"):
+        resolve_dtype("fp16", "cpu", "generator_precision")
