@@ -49,17 +49,17 @@ import numpy as np
 import torch
 
 from rag.cli_common import add_config_flags, config_from_args, run_cli
-from rag.config import Config
+from rag.config import CLOSED_BOOK, Config
 from rag.eval import throughput
-from rag.eval.runner import peak_rss_mb
 from rag.generate import Generator
-from rag.index import Chunk, FileRecord, Index, Manifest, write_generation, writer_lock
-from rag.ingest import discover, embed_texts, ingest
-from rag.ingest.chunking import chunk_pages, make_splitter
-from rag.ingest.loaders import LoadError, load_file
-from rag.models import embedder_source, load_embedder, resolve_device, resolve_dtype
-from rag.pipeline import Pipeline
+from rag.embed import embed_texts, load_embedder
+from rag.index import FileRecord, Index, Manifest, write_generation, writer_lock
+from rag.ingest import IngestSummary, discover, ingest, load_and_chunk
+from rag.models import embedder_source, resolve_device, resolve_dtype
+from rag.passage import Chunk
+from rag.prompt import build_prompt, load_few_shot
 from rag.retrieve import RETRIEVAL_METHODS, Retriever
+from rag.runtime import peak_rss_mb
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_QUESTIONS = REPO / "corpora" / "vellmar-qa.jsonl"
@@ -174,15 +174,10 @@ def rate(count: float, seconds: float) -> float:
 # ---------------------------------------------------------------------------- corpus
 
 
-def load_and_chunk(files: list[Path], splitter, config: Config) -> list[Chunk]:
+def load_and_chunk_files(files: list[Path], tokenizer, config: Config) -> list[Chunk]:
     """The load and chunk steps of ingest alone (unreadable files are passed over, as ingest does)."""
-    chunks = []
-    for path in files:
-        try:
-            chunks += chunk_pages(str(path), load_file(path, None, config.pdf_password), splitter)
-        except LoadError:
-            pass
-    return chunks
+    to_read = [(path, path.read_bytes(), "") for path in files]
+    return load_and_chunk(to_read, tokenizer, config, IngestSummary(""), show_progress=False)[0]
 
 
 def marked_copy(data: bytes, suffix: str, copy: int) -> bytes:
@@ -212,16 +207,15 @@ def replicate_corpus(files: list[Path], root: Path, dest: Path, copies: int) -> 
 
 def bench_ingest(corpus: Path, copies: int, min_chunks: int, work: Path, config: Config, embedder) -> IngestFigures:
     files, _ = discover([corpus])
-    splitter = make_splitter(embedder.tokenizer, config.chunk_tokens, config.chunk_overlap)
     if copies <= 0:  # auto: enough copies for min_chunks
-        per_copy = len(load_and_chunk(files, splitter, config))
+        per_copy = len(load_and_chunk_files(files, embedder.tokenizer, config))
         copies = max(1, math.ceil(min_chunks / max(per_copy, 1)))
     copied = replicate_corpus(files, corpus.resolve(), work / "corpus", copies)
 
     summary = ingest([work / "corpus"], work / "index", config, embedder=embedder)
     texts = [chunk.text for chunk in Index.open(work / "index").chunks()]
     _, encode_s = timed(embed_texts, embedder, texts, config.embed_batch_size)
-    _, load_chunk_s = timed(load_and_chunk, copied, splitter, config)
+    _, load_chunk_s = timed(load_and_chunk_files, copied, embedder.tokenizer, config)
     return IngestFigures(
         corpus=str(corpus),
         copies=copies,
@@ -353,7 +347,7 @@ def synthetic_corpus(size: int, real: list[Chunk], dim: int, seed: int = 0) -> t
     drawn = words[rng.integers(0, len(words), size=(size, length))]  # (size, length)
     per_file = 100
     source = "/synthetic/doc-{:05d}.txt".format
-    chunks = [Chunk(source(i // per_file), " ".join(row), None, 0, 0) for i, row in enumerate(drawn)]
+    chunks = [Chunk(" ".join(row), source(i // per_file)) for i, row in enumerate(drawn)]
     files = [FileRecord(source(n), f"{n:064x}", min(per_file, size - n * per_file)) for n in range(math.ceil(size / per_file))]
     vectors = rng.standard_normal((size, dim), dtype=np.float32)  # (size, dim)
     return chunks, vectors / np.linalg.norm(vectors, axis=1, keepdims=True), files
@@ -523,16 +517,18 @@ def main() -> int:
         memories.append(memory("retrieval"))
 
         generator = Generator.load(config)
-        pipeline = Pipeline(None, config, generator=generator)
         unique = list(dict.fromkeys(questions))[: args.gen_prompts]
-        prompts = [p.input_ids for p in pipeline.prompts(unique, retriever.search(unique, config.retriever, config.k))]
+        examples = load_few_shot(config)
+        hits = retriever.search(unique, config.retriever, config.k)
+        prompts = [build_prompt(q, [h.chunk for h in found], generator.tokenizer, config, examples).input_ids for q, found in zip(unique, hits)]
         stream = bench_stream(generator, prompts[0])
         report["stream"] = asdict(stream)
         show(f"generator streaming ({config.generator}, one RAG prompt, greedy)", stream)
         # Long RAG prompts make prefill, which batching barely speeds up on a CPU, the bulk of the work;
         # closed-book prompts show the decoding-bound case. The fp32 rows are the naive baseline:
         # transformers' default dtype, one question per generate call.
-        closed_book = [p.input_ids for p in pipeline.prompts(unique, [None] * len(unique))]
+        closed = config.override({"retriever": CLOSED_BOOK})
+        closed_book = [build_prompt(q, [], generator.tokenizer, closed, examples).input_ids for q in unique]
         fp32 = generator if generator.model.dtype == torch.float32 else Generator.load(config.override({"generator_precision": "fp32"}))
         batched: dict[tuple[str, str], BatchFigures] = {}
         for model in dict.fromkeys((generator, fp32)):

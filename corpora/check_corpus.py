@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "vellmar"
 QA = HERE / "vellmar-qa.jsonl"
-PROBES = HERE / "probes" / "general-knowledge.jsonl"
+PROBES = HERE.parent / "rag" / "eval" / "probes" / "general-knowledge.jsonl"
 FEWSHOT = HERE / "fewshot.jsonl"
 
 MIN_WORDS, MAX_WORDS = 3000, 4500

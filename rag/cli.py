@@ -14,8 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-from rag.cli_common import add_config_flags, config_from_args, run_cli
+from rag.cli_common import add_config_flags, config_from_args, option, run_cli
+from rag.config import CLOSED_BOOK, Config
 from rag.pipeline import Answer, Pipeline
+from rag.retrieve import RETRIEVAL_METHODS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,15 +28,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     chat = commands.add_parser("chat", help="interactive loop, models loaded once")
     for sub in (ask, chat):
         sub.add_argument("--index", help="index folder written by rag.ingest (omit for closed book)")
-        sub.add_argument("--retriever", choices=["dense", "bm25", "hybrid", "none"])
-        sub.add_argument("--k", type=int, help="passages to retrieve")
-        sub.add_argument("--no-retrieval", action="store_true", help="closed book: no context at all")
-        sub.add_argument("--few-shot", type=int, help="number of few-shot examples in the prompt")
+        option(sub, Config, "--retriever", choices=[*RETRIEVAL_METHODS, CLOSED_BOOK])
+        option(sub, Config, "--no-retrieval", field="retriever", action="store_const", const=CLOSED_BOOK, help="closed book: no context at all")
+        option(sub, Config, "--k", type=int, help="passages to retrieve")
+        option(sub, Config, "--few-shot", type=int, help="number of few-shot examples in the prompt")
         sub.add_argument("--embedder", help="query embedder (default: the one the index was built with)")
-        sub.add_argument("--generator", help="generator: package:NAME or a fully fine-tuned folder")
+        option(sub, Config, "--generator", help="generator: package:NAME or a fully fine-tuned folder")
         sub.add_argument("--adapter", help="LoRA adapter folder from rag.finetune")
         sub.add_argument("--soft-prompt", help="prompt-tuning folder from rag.finetune")
-        sub.add_argument("--max-new-tokens", type=int)
+        option(sub, Config, "--max-new-tokens", type=int)
         sub.add_argument("--json", action="store_true", help="print the answer as JSON")
         add_config_flags(sub)
     return parser.parse_args(argv)
@@ -43,13 +45,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_pipeline(args: argparse.Namespace) -> Pipeline:
     if args.adapter and args.soft_prompt:
         raise ValueError("give --adapter or --soft-prompt, not both")
-    retriever = "none" if args.no_retrieval else args.retriever
-    config = config_from_args(
-        args, retriever=retriever, k=args.k, few_shot=args.few_shot, generator=args.generator, max_new_tokens=args.max_new_tokens
-    )
-    if config.retriever != "none" and not args.index:
+    config = config_from_args(args)
+    if config.retriever != CLOSED_BOOK and not args.index:
         raise ValueError("--index INDEX_DIR is required unless --no-retrieval is given")
-    index = args.index if config.retriever != "none" else None
+    index = args.index if config.retriever != CLOSED_BOOK else None
     return Pipeline(index, config, adapter=args.adapter or args.soft_prompt, embedder_spec=args.embedder)
 
 

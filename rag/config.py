@@ -18,6 +18,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+# The retriever name for no retrieval at all: the prompt has no context section (the closed-book baseline).
+CLOSED_BOOK = "none"
+
 
 @dataclass(frozen=True)
 class Config:
@@ -43,7 +46,7 @@ class Config:
     pdf_password: str = ""
 
     # --- retrieval
-    retriever: str = "hybrid"  # dense | bm25 | hybrid | none
+    retriever: str = "hybrid"  # dense | bm25 | hybrid | none (CLOSED_BOOK)
     k: int = 4
     rrf_k: int = 60  # reciprocal rank fusion constant (Cormack et al., 2009)
     fusion_depth: int = 50  # candidates each retriever hands to the fusion
@@ -82,21 +85,26 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def load_config(path: str | Path | None = None, assignments: list[str] | None = None) -> Config:
-    """Defaults, then a TOML file's keys, then ``key=value`` assignments, in that order."""
-    config = Config()
+def parse_assignments(assignments: list[str]) -> dict[str, str]:
+    """``["k=8", "retriever=bm25"]`` -> ``{"k": "8", "retriever": "bm25"}``."""
+    pairs = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {assignment!r}")
+        pairs[key.strip()] = value
+    return pairs
+
+
+def load_config(path: str | Path | None = None, assignments: list[str] | None = None, base: Config | None = None) -> Config:
+    """``base`` (default: the defaults above), then a TOML file's keys, then ``key=value`` assignments."""
+    config = base or Config()
     if path:
         try:
             config = config.override(tomllib.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise ValueError(f"cannot read config file {path}: {error}") from error
-    pairs = {}
-    for assignment in assignments or []:
-        key, sep, value = assignment.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects key=value, got {assignment!r}")
-        pairs[key.strip()] = value
-    return config.override(pairs)
+    return config.override(parse_assignments(assignments or []))
 
 
 def _coerce(type_name: str, value: Any, key: str) -> Any:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -37,6 +36,8 @@ import faiss
 import numpy as np
 
 from rag.config import Config
+from rag.passage import Chunk
+from rag.runtime import atomic_folder, atomic_write_text
 
 FORMAT_VERSION = 1
 BM25_STOPWORDS = "en"
@@ -44,17 +45,6 @@ BM25_STOPWORDS = "en"
 
 class IndexStoreError(Exception):
     """An index that is missing, corrupt or built for another embedder (message says what to do)."""
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A passage of a file, as chunked at ingest and stored in the docstore."""
-
-    source: str  # absolute path of the file
-    text: str
-    page: int | None  # 1-based PDF page, None for other formats
-    start: int  # character offsets of ``text`` within its page
-    end: int
 
 
 @dataclass(frozen=True)
@@ -154,7 +144,7 @@ class Index:
 
     def chunks(self, ids: list[int] | None = None) -> list[Chunk]:
         """Chunks by id, in the order asked (all chunks, in id order, when ``ids`` is None)."""
-        columns = "id, source, text, page, start, end"
+        columns = "id, text, source, page, start, end"  # the order of Chunk's fields after the id
         if ids is None:
             rows = self.db.execute(f"SELECT {columns} FROM chunks ORDER BY id").fetchall()
             return [Chunk(*row[1:]) for row in rows]
@@ -223,34 +213,27 @@ def write_generation(
     previous = current.read_text(encoding="utf-8").strip() if current.is_file() else None
     number = int(previous.removeprefix("gen-")) + 1 if previous else 1
     folder = index_dir / f"gen-{number:06d}"
-    shutil.rmtree(folder, ignore_errors=True)  # debris of a run killed before it went live
-    folder.mkdir()
+    for debris in index_dir.glob(".gen-*"):  # staging left by a killed run; no other writer holds the lock
+        shutil.rmtree(debris, ignore_errors=True)
 
-    db = sqlite3.connect(folder / "docstore.sqlite")
-    db.execute("CREATE TABLE chunks (id INTEGER PRIMARY KEY, source TEXT, text TEXT, page INTEGER, start INTEGER, end INTEGER)")
-    db.execute("CREATE TABLE files (source TEXT PRIMARY KEY, sha256 TEXT, num_chunks INTEGER)")
-    db.execute("CREATE INDEX chunks_by_source ON chunks(source)")
-    db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)", [(i, c.source, c.text, c.page, c.start, c.end) for i, c in enumerate(chunks)])
-    db.executemany("INSERT INTO files VALUES (?, ?, ?)", [(f.source, f.sha256, f.num_chunks) for f in files])
-    db.commit()
-    db.close()
+    with atomic_folder(folder, durable=True) as staging:  # data on disk before the pointer names it
+        db = sqlite3.connect(staging / "docstore.sqlite")
+        db.execute("CREATE TABLE chunks (id INTEGER PRIMARY KEY, source TEXT, text TEXT, page INTEGER, start INTEGER, end INTEGER)")
+        db.execute("CREATE TABLE files (source TEXT PRIMARY KEY, sha256 TEXT, num_chunks INTEGER)")
+        db.execute("CREATE INDEX chunks_by_source ON chunks(source)")
+        db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)", [(i, c.source, c.text, c.page, c.start, c.end) for i, c in enumerate(chunks)])
+        db.executemany("INSERT INTO files VALUES (?, ?, ?)", [(f.source, f.sha256, f.num_chunks) for f in files])
+        db.commit()
+        db.close()
 
-    np.save(folder / "embeddings.npy", embeddings.astype(np.float32))
-    faiss.write_index(build_faiss(np.ascontiguousarray(embeddings, dtype=np.float32), config), str(folder / "vectors.faiss"))
-    bm25 = bm25s.BM25()
-    bm25.index(tokenize_for_bm25([c.text for c in chunks], return_ids=True), show_progress=False)
-    bm25.save(str(folder / "bm25"))
-    (folder / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
+        np.save(staging / "embeddings.npy", embeddings.astype(np.float32))
+        faiss.write_index(build_faiss(np.ascontiguousarray(embeddings, dtype=np.float32), config), str(staging / "vectors.faiss"))
+        bm25 = bm25s.BM25()
+        bm25.index(tokenize_for_bm25([c.text for c in chunks], return_ids=True), show_progress=False)
+        bm25.save(str(staging / "bm25"))
+        (staging / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
 
-    for path in folder.rglob("*"):  # data on disk before the pointer names it
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    staged = index_dir / "CURRENT.tmp"
-    staged.write_text(folder.name, encoding="utf-8")
-    with open(staged, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(staged, current)
+    atomic_write_text(current, folder.name)
     for old in index_dir.glob("gen-*"):
         if old != folder:
             shutil.rmtree(old, ignore_errors=True)

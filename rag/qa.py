@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.index import Chunk
+from rag.passage import Chunk
 from rag.jsonl import read_jsonl
 
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag.config import Config
-from rag.index import Chunk, Index
-from rag.ingest import embed_texts
-from rag.models import embedder_source, load_embedder
+from rag.embed import embed_texts, for_index, load_embedder
+from rag.index import Index
+from rag.passage import Chunk
 
 Ranking = list[tuple[int, float]]
 
@@ -36,8 +36,7 @@ class Retriever:
 
     def __init__(self, index: Index, config: Config = Config(), *, embedder_spec: str | None = None, embedder=None):
         self.index = index
-        self.config = config.override({"embedder": embedder_spec or index.manifest.embedder})
-        index.manifest.check_embedder(self.config.embedder, embedder_source(self.config.embedder).fingerprint())
+        self.config = for_index(index.manifest, config, embedder_spec)
         self._embedder = embedder
 
     @property

@@ -24,7 +24,7 @@ def config():
 
 @pytest.fixture(scope="session")
 def embedder(config):
-    from rag.models import load_embedder
+    from rag.embed import load_embedder
 
     return load_embedder(config)
 

@@ -15,12 +15,13 @@ from conftest import CORPUS, QA_FILE, ROOT
 from rag import Config
 from rag.eval import EvalConfig, plan, run_eval, throughput
 from rag.eval.dataset import gold_chunk_ids, select, write_qa_corpus
-from rag.eval.matrix import load_matrix
+from rag.eval.config import load_matrix
 from rag.eval.metrics import (
-    abstained, answer_text, bootstrap_ci, exact_match, groundedness, normalize_answer, paired_difference, token_f1,
+    abstained, bootstrap_ci, exact_match, groundedness, normalize_answer, paired_difference, token_f1,
 )
 from rag.generate import Generator
 from rag.index import Index
+from rag.prompt import answer_text
 from rag.qa import QAItem, load_qa
 
 TINY = {"context_tokens": 512, "k": 2, "max_new_tokens": 8}

@@ -20,9 +20,10 @@ from rag.config import Config
 from rag.finetune import MODES, FinetuneConfig, finetune
 from rag.finetune.__main__ import main
 from rag.finetune.synthetic import is_good_question
-from rag.ingest import embed_texts, ingest
+from rag.embed import embed_texts, load_embedder
+from rag.ingest import ingest
 from rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k
-from rag.models import load_embedder, load_generator
+from rag.models import load_generator
 
 REPO = Path(__file__).resolve().parents[1]
 VELLMAR = REPO / "corpora" / "vellmar"

@@ -9,9 +9,10 @@ import pytest
 import torch
 from conftest import ROOT
 
-from rag import Pipeline
+from rag import CLOSED_BOOK, Pipeline
 from rag.langchain_retriever import RagRetriever
 from rag.models import resolve_dtype
+from rag.prompt import build_prompt
 
 
 def run_cli(*args):
@@ -77,7 +78,8 @@ def test_separate_prefill_answers_as_one_padded_batch_and_one_by_one(config, mon
     # fp32: bf16 rounds the two paths differently and can flip a near-tie between two tokens.
     fp32 = Generator.load(config.override({"generator_precision": "fp32", "max_new_tokens": 12}))
     questions = ["What is the capital of France?", "Which planet is known as the red planet in our solar system?", "Who wrote Hamlet?"]
-    prompts = [p.input_ids for p in Pipeline(None, fp32.config, generator=fp32).prompts(questions, [None] * 3)]
+    closed_book = fp32.config.override({"retriever": CLOSED_BOOK})
+    prompts = [build_prompt(q, [], fp32.tokenizer, closed_book).input_ids for q in questions]
     assert len({len(p) for p in prompts}) == 3  # uneven: the batch needs padding
     prefills = []
     real = Generator._prefilled_cache

@@ -9,7 +9,7 @@ from rag.prompt import BUILTIN_FEW_SHOT, build_prompt, load_few_shot
 @pytest.fixture(scope="module")
 def hits(vellmar_index, config, embedder):
     retriever = Retriever(Index.open(vellmar_index), config, embedder=embedder)
-    return retriever.search(["What happens at the Lantern Fair?"], "hybrid", k=8)[0]
+    return [hit.chunk for hit in retriever.search(["What happens at the Lantern Fair?"], "hybrid", k=8)[0]]
 
 
 def test_passages_are_numbered_in_rank_order(hits, generator, config):
@@ -48,7 +48,7 @@ def test_few_shot_examples_become_chat_turns(hits, generator, config):
 
 
 def test_closed_book_has_no_context_section(generator, config):
-    prompt = build_prompt("What is the capital of France?", None, generator.tokenizer, config.override({"few_shot": 1}))
+    prompt = build_prompt("What is the capital of France?", [], generator.tokenizer, config.override({"few_shot": 1, "retriever": "none"}))
     assert all("Context:" not in m["content"] for m in prompt.messages)
     assert prompt.messages[2]["content"] == "1911"  # the citation is dropped when there are no passages
 

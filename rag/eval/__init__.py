@@ -13,12 +13,14 @@ intervals (Efron, 1979); groundedness; abstention; cost; forgetting.
     >>> print(report.verdict.summary[0])                                                               # doctest: +SKIP
 """
 
-from rag.eval.matrix import GENERATORS, RETRIEVERS, EvalConfig, load_matrix, plan
+from rag.eval.config import EvalConfig, load_matrix
 from rag.eval.metrics import Interval, abstained, bootstrap_ci, exact_match, groundedness, normalize_answer, token_f1
+from rag.eval.plan import plan
 from rag.eval.predictions import Prediction
 from rag.eval.report import Report
 from rag.eval.runner import run_eval
 from rag.eval.throughput import Throughput, throughput
+from rag.eval.variants import GENERATORS, RETRIEVERS
 
 __all__ = [
     "GENERATORS",

@@ -21,8 +21,6 @@ unpaired intervals keep it and call real differences noise.
     1.0
     >>> round(token_f1("built in 1889 in Paris", ["1889"]), 4)
     0.3333
-    >>> answer_text("9 October 1891 [1]\\n\\nQuestion: who ...")
-    '9 October 1891'
     >>> abstained("I don't know.")
     True
 """
@@ -37,7 +35,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.pipeline import CITATION
 
 ARTICLES = re.compile(r"\b(a|an|the)\b")
 PUNCTUATION = set(string.punctuation)
@@ -60,20 +57,6 @@ def normalize_answer(text: str) -> str:
     """SQuAD v1.1 normalization: lower case, no punctuation, no articles, single spaces."""
     text = "".join(ch for ch in text.lower() if ch not in PUNCTUATION)
     return " ".join(ARTICLES.sub(" ", text).split())
-
-
-def answer_text(generated: str) -> str:
-    """The answer as scored: the first non-empty line, without ``[n]`` citation markers.
-
-    Why: a small model often runs on after its answer ("Paris.\\n\\n## What is ...");
-    scoring only the first line is the usual stop-at-newline rule of QA harnesses,
-    and the citations the RAG preprompt asks for are not part of the answer.
-    """
-    for line in generated.splitlines():
-        line = CITATION.sub("", line).strip()
-        if line:
-            return line
-    return ""
 
 
 def exact_match(prediction: str, golds: Sequence[str]) -> float:

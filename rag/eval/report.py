@@ -27,10 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.eval.matrix import Artifact, EvalConfig, GeneratorSpec, RetrieverSpec, Skipped
+from rag.config import CLOSED_BOOK
+from rag.eval.artifacts import Artifact
+from rag.eval.config import EvalConfig
+from rag.eval.plan import Skipped
+from rag.eval.variants import GeneratorSpec, RetrieverSpec
 from rag.eval.metrics import Interval, bootstrap_ci, paired_difference
 from rag.eval.predictions import Prediction
 from rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k
+from rag.runtime import atomic_write_text
 
 COST_ORDER = "fewest trainable parameters (no training first), then lowest latency p50, then fewest prompt tokens"
 RECALL_COLUMNS = (1, 5, 10)
@@ -122,7 +127,7 @@ def score_combination(
     answerable = [p for p in predictions if p.answers]
     with_gold = [p for p in predictions if p.relevant]
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
-    ranked = retriever.method is not None and with_gold
+    ranked = retriever.method != CLOSED_BOOK and with_gold
     latencies = [p.latency_s for p in predictions]
     train_seconds, trainable, size = _training_cost([a for a in (retriever.artifact, generator.artifact) if a])
     return CombinationScore(
@@ -206,11 +211,11 @@ def verdict(scores: list[CombinationScore], f1: PerQuestion, fine_tuned: set[str
         f"their F1 difference includes 0; cost order: {COST_ORDER}).",
     ]
     comparisons = [
-        ("Retrieval vs closed book", top(lambda s: s.retriever != "none"), top(lambda s: s.retriever == "none")),
-        ("Fine-tuning vs not (closed book)", top(lambda s: s.generator in fine_tuned and s.retriever == "none"),
-         top(lambda s: s.generator not in fine_tuned and s.retriever == "none")),
-        ("Fine-tuning vs not (with retrieval)", top(lambda s: s.generator in fine_tuned and s.retriever != "none"),
-         top(lambda s: s.generator not in fine_tuned and s.retriever != "none")),
+        ("Retrieval vs closed book", top(lambda s: s.retriever != CLOSED_BOOK), top(lambda s: s.retriever == CLOSED_BOOK)),
+        ("Fine-tuning vs not (closed book)", top(lambda s: s.generator in fine_tuned and s.retriever == CLOSED_BOOK),
+         top(lambda s: s.generator not in fine_tuned and s.retriever == CLOSED_BOOK)),
+        ("Fine-tuning vs not (with retrieval)", top(lambda s: s.generator in fine_tuned and s.retriever != CLOSED_BOOK),
+         top(lambda s: s.generator not in fine_tuned and s.retriever != CLOSED_BOOK)),
     ]
     summary += [line for label, a, b in comparisons if (line := _compare(label, a, b, f1, resample))]
     return Verdict(best.combination, cheapest.combination, [s.combination for s in within], COST_ORDER, summary)
@@ -368,5 +373,5 @@ def render_markdown(report: Report) -> str:
 
 
 def write_report(report: Report, out: Path) -> None:
-    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
-    (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    atomic_write_text(out / "report.json", json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    atomic_write_text(out / "report.md", render_markdown(report))

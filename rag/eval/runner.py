@@ -21,26 +21,33 @@ what the base model knew is a cost too).
 from __future__ import annotations
 
 import json
-import resource
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from rag.config import CLOSED_BOOK
+from rag.embed import for_index, load_embedder
+from rag.eval.artifacts import ARTIFACT_FIELDS
 from rag.eval.charts import write_charts
+from rag.eval.config import EvalConfig
 from rag.eval.dataset import Question, gold_chunk_ids, select, write_qa_corpus
-from rag.eval.matrix import ARTIFACT_FIELDS, CLOSED_BOOK, EvalConfig, GeneratorSpec, RetrieverSpec, plan
-from rag.eval.metrics import abstained, answer_text, exact_match, groundedness, token_f1
+from rag.eval.metrics import abstained, exact_match, groundedness, token_f1
+from rag.eval.plan import plan
 from rag.eval.predictions import Prediction, PredictionLog
 from rag.eval.report import Report, build_report, write_report
+from rag.eval.variants import NO_RETRIEVAL, GeneratorSpec, RetrieverSpec
 from rag.generate import Generation, Generator
 from rag.index import Index
-from rag.ingest import ingest
-from rag.pipeline import Pipeline
-from rag.prompt import Prompt
+from rag.ingest import ingest  # the eval is an entry point: it builds the indexes it scores
+from rag.prompt import Prompt, answer_text, build_prompt, load_few_shot
 from rag.qa import load_qa
 from rag.retrieve import Retrieved, Retriever
+from rag.runtime import atomic_write_text, peak_rss_mb
+
+logger = logging.getLogger(__name__)
 
 # Settings that change answers already in predictions.jsonl; --limit, --split and the matrix may change freely.
 FIXED_SETTINGS = ("qa", "corpus", "index", "corpus_from_qa", "k", "probe", "rag")
@@ -50,13 +57,9 @@ FIXED_SETTINGS = ("qa", "corpus", "index", "corpus_from_qa", "k", "probe", "rag"
 class RetrievalRun:
     """One retriever's results for all questions, reused by every generator."""
 
-    hits: dict[str, list[Retrieved] | None]  # qid -> chunks, best first; None = closed book
+    hits: dict[str, list[Retrieved]]  # qid -> chunks, best first; none closed book
     relevant: dict[str, list[int]]  # qid -> gold chunk ids in the searched index
     seconds_per_question: float
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
 def check_resumable(out: Path, settings: EvalConfig) -> None:
@@ -74,12 +77,12 @@ def check_resumable(out: Path, settings: EvalConfig) -> None:
             )
         # An artifact left out this time still names what the lines already written were made with.
         current |= {key: saved[key] for key in ARTIFACT_FIELDS if current[key] is None and saved.get(key)}
-    path.write_text(json.dumps(current, indent=2), encoding="utf-8")
+    atomic_write_text(path, json.dumps(current, indent=2))
 
 
 def open_indexes(settings: EvalConfig, retrievers: list[RetrieverSpec], out: Path) -> dict[bool, Index]:
     """{fine_tuned_index: Index} for the indexes the retrievers search, ingesting them as needed."""
-    needed = {spec.fine_tuned_index for spec in retrievers if spec.method}
+    needed = {spec.fine_tuned_index for spec in retrievers if spec.method != CLOSED_BOOK}
     if not needed:
         return {}
     if settings.index:
@@ -98,12 +101,12 @@ def open_indexes(settings: EvalConfig, retrievers: list[RetrieverSpec], out: Pat
 
 
 def retrieve_all(spec: RetrieverSpec, indexes: dict[bool, Index], questions: list[Question], settings: EvalConfig) -> RetrievalRun:
-    if spec.method is None:
-        return RetrievalRun({q.qid: None for q in questions}, {}, 0.0)
+    if spec.method == CLOSED_BOOK:
+        return RetrievalRun({q.qid: [] for q in questions}, {}, 0.0)
     index = indexes[spec.fine_tuned_index]
-    retriever = Retriever(index, settings.rag)
-    if spec.method != "bm25":
-        _ = retriever.embedder  # load it now, so that its load time does not count as query latency
+    # Loaded before the clock starts, so that its load time does not count as query latency.
+    embedder = None if spec.method == "bm25" else load_embedder(for_index(index.manifest, settings.rag))
+    retriever = Retriever(index, settings.rag, embedder=embedder)
     began = time.perf_counter()
     # Deep enough for the retrieval metrics (eval k) and for the prompt (rag config k).
     results = retriever.search([q.item.question for q in questions], spec.method, k=max(settings.k, settings.rag.k))
@@ -125,7 +128,7 @@ def score(
     answer = answer_text(generation.text)
     golds = question.item.answers
     declined = abstained(answer)
-    hits = run.hits[question.qid] or []
+    hits = run.hits[question.qid]
     return Prediction(
         suite=suite,
         combination=f"{retriever.name}+{generator.name}",
@@ -144,7 +147,7 @@ def score(
         exact_match=exact_match(answer, golds) if golds else None,
         f1=token_f1(answer, golds) if golds else None,
         # "I don't know" makes no claim, so it is neither grounded nor ungrounded.
-        groundedness=None if declined else groundedness(answer, [hit.chunk.text for hit in prompt.passages]),
+        groundedness=None if declined else groundedness(answer, [passage.text for passage in prompt.passages]),
         abstained=declined,
     )
 
@@ -162,9 +165,12 @@ def answer_questions(
     """Generate, score and log the answers of one combination, batch by batch."""
     name = f"{retriever.name}+{spec.name}" + (" (probe)" if suite == "probe" else "")
     began = time.perf_counter()
-    hits = [run.hits[q.qid] for q in questions]
-    passages = [None if h is None else h[: spec.config.k] for h in hits]
-    prompts = Pipeline(None, spec.config, generator=generator).prompts([q.item.question for q in questions], passages)
+    config = spec.config.override({"retriever": retriever.method})
+    examples = load_few_shot(config)
+    prompts = [
+        build_prompt(q.item.question, [hit.chunk for hit in run.hits[q.qid][: config.k]], generator.tokenizer, config, examples)
+        for q in questions
+    ]
     overhead = run.seconds_per_question + (time.perf_counter() - began) / len(questions)
     # Similar lengths in one batch: every pad token of a left-padded batch costs as much as a real one.
     order = sorted(range(len(questions)), key=lambda i: len(prompts[i].input_ids))
@@ -179,7 +185,7 @@ def answer_questions(
             ])
             bar.update(len(batch))
     elapsed = time.perf_counter() - began
-    tqdm.write(f"{name}: {len(questions)} questions in {elapsed:.1f} s, {len(questions) / elapsed:.2f} questions/s")
+    logger.info("%s: %d questions in %.1f s, %.2f questions/s", name, len(questions), elapsed, len(questions) / elapsed)
 
 
 def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
@@ -201,13 +207,13 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
     indexes = open_indexes(settings, retrievers, out)
 
     retrieval: dict[str, RetrievalRun] = {}
-    no_retrieval = retrieve_all(CLOSED_BOOK, {}, probes, settings)
+    no_retrieval = retrieve_all(NO_RETRIEVAL, {}, probes, settings)
     loaded: Generator | None = None
     loaded_weights = None
     for spec in generators:
         pending = [(r, [q for q in questions if ("qa", f"{r.name}+{spec.name}", q.qid) not in log.done]) for r in retrievers]
         if spec.fine_tuned or spec.name == "base":
-            pending_probes = [q for q in probes if ("probe", f"none+{spec.name}", q.qid) not in log.done]
+            pending_probes = [q for q in probes if ("probe", f"{CLOSED_BOOK}+{spec.name}", q.qid) not in log.done]
         else:
             pending_probes = []
         if not pending_probes and not any(todo for _, todo in pending):
@@ -221,7 +227,7 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
                     retrieval[retriever.name] = retrieve_all(retriever, indexes, questions, settings)
                 answer_questions(log, "qa", retriever, spec, generator, todo, retrieval[retriever.name], progress)
         if pending_probes:
-            answer_questions(log, "probe", CLOSED_BOOK, spec, generator, pending_probes, no_retrieval, progress)
+            answer_questions(log, "probe", NO_RETRIEVAL, spec, generator, pending_probes, no_retrieval, progress)
 
     report = build_report(
         log.predictions, settings, retrievers, generators,

@@ -4,9 +4,10 @@ Batching shares each decoding step's weight reads across the batch; left
 padding keeps every row ending at the same position so all rows continue
 together (rag.generate). The eval's performance goal is a 3x speed-up.
 
-    >>> from rag import Config, Generator, Pipeline
+    >>> from rag import Config, Generator
+    >>> from rag.prompt import build_prompt
     >>> generator = Generator.load(Config(max_new_tokens=32))                    # doctest: +SKIP
-    >>> prompts = Pipeline(None, Config(), generator=generator).prompts(questions, [None] * len(questions))  # doctest: +SKIP
+    >>> prompts = [build_prompt(q, [], generator.tokenizer, Config(retriever="none")) for q in questions]  # doctest: +SKIP
     >>> result = throughput(generator, [p.input_ids for p in prompts])            # doctest: +SKIP
     >>> result.speedup                                                           # doctest: +SKIP
 """

@@ -20,7 +20,8 @@ retrieval?"). Data: :mod:`rag.finetune.data`; the loop, checkpoints and resume:
 """
 
 from rag.finetune.config import MODE_DEFAULTS, FinetuneConfig
-from rag.finetune.data import Data, Example, load_data
+from rag.finetune.data import Data, load_data
+from rag.finetune.examples import Example
 from rag.finetune.run import MODES, RunRecord, finetune
 
 __all__ = ["MODES", "MODE_DEFAULTS", "Data", "Example", "FinetuneConfig", "RunRecord", "finetune", "load_data"]

@@ -17,27 +17,23 @@ MODE is embeddings, lora, prompt-tuning or full. Data: --pairs FILE.jsonl, --qa 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from rag.cli_common import add_config_flags, config_from_args, run_cli
+from rag.cli_common import add_config_flags, config_from_args, given, run_cli
+from rag.cli_common import option as config_option
 from rag.finetune.config import MODE_DEFAULTS, OBJECTIVES, FinetuneConfig
 from rag.finetune.run import finetune
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
-
 
 def option(group, flag: str, help: str = "", **kwargs) -> None:
-    """A flag for the FinetuneConfig field of the same name; its default lives in the dataclass only."""
-    default = FIELDS[flag.removeprefix("--").replace("-", "_")].default
-    shown = f" (default {default})" if default not in (None, False, "") else ""
-    group.add_argument(flag, default=argparse.SUPPRESS, help=help + shown, **kwargs)
+    """A flag for the FinetuneConfig field of the same name (its help text second, as most flags here have one)."""
+    config_option(group, FinetuneConfig, flag, help=help, **kwargs)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m rag.finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", help=f"one of {', '.join(MODE_DEFAULTS)}")  # checked by FinetuneConfig.resolved
-    parser.add_argument("--out", required=True, help="artifact folder (checkpoints go in DIR/checkpoints)")
+    option(parser, "--out", required=True, help="artifact folder (checkpoints go in DIR/checkpoints)")
     data = parser.add_argument_group("data")
     option(data, "--pairs", 'JSONL of {"query", "positive", "negative"?}')
     option(data, "--qa", 'SQuAD v1.1 JSON or JSONL of {"question", "answers", "context" or "source"}')
@@ -72,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = FinetuneConfig(**{name: value for name, value in vars(args).items() if name in FIELDS})
+    settings = FinetuneConfig(args.mode, **given(args, FinetuneConfig))
     finetune(settings, config_from_args(args))
     return 0
 

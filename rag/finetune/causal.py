@@ -22,6 +22,7 @@ Two objectives:
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,25 +31,22 @@ import torch
 
 from rag.config import Config
 from rag.finetune.config import FinetuneConfig
-from rag.finetune.data import Data, Example, Passage
+from rag.finetune.data import Data
+from rag.finetune.examples import Example
+from rag.finetune.synthetic import paraphrase
 from rag.finetune.trainer import Task
-from rag.index import Chunk
+from rag.passage import Passage
 from rag.prompt import build_prompt
 from rag.qa import is_validation, split
-from rag.retrieve import Retrieved
 
 IGNORE = -100  # label value the cross-entropy skips
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Sequence:
     input_ids: list[int]
     labels: list[int]  # IGNORE where no loss is taken
-
-
-def _retrieved(passage: Passage) -> Retrieved:
-    # chunk_id and score only matter at inference; the prompt shows the source name and page.
-    return Retrieved(-1, 0.0, Chunk(passage.source or "passage", passage.text, passage.page, 0, len(passage.text)))
 
 
 def supervised_sequence(example: Example, pool: list[Passage], tokenizer, config: Config, settings: FinetuneConfig) -> Sequence:
@@ -61,8 +59,8 @@ def supervised_sequence(example: Example, pool: list[Passage], tokenizer, config
     if not (settings.distractors and is_validation(f"distractors:{example.query}", settings.distractors, settings.seed)):
         passages.append(Passage(example.positive, example.source, example.page))
     rng.shuffle(passages)
-    prompt = build_prompt(example.query, [_retrieved(p) for p in passages], tokenizer, config)
-    gold = [n for n, hit in enumerate(prompt.passages, 1) if hit.chunk.text == example.positive]
+    prompt = build_prompt(example.query, passages, tokenizer, config)
+    gold = [n for n, passage in enumerate(prompt.passages, 1) if passage.text == example.positive]
     answer = example.answers[0] + (f" [{gold[0]}]" if gold else "")  # nothing to cite when the gold passage is absent
     target = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]  # eos = <|im_end|>: stop there
     return Sequence(prompt.input_ids + target, [IGNORE] * len(prompt.input_ids) + target)
@@ -85,10 +83,8 @@ def generator_sequences(settings: FinetuneConfig, config: Config, data: Data, mo
     if settings.limit:
         train_texts, val_texts = train_texts[: settings.limit], val_texts[: settings.limit]
     if settings.paraphrases:
-        from rag.finetune.synthetic import paraphrase
-
         added = paraphrase(model, tokenizer, config, train_texts, settings.paraphrases)
-        print(f"added {len(added)} paraphrases of {len(train_texts)} training chunks")
+        logger.info("added %d paraphrases of %d training chunks", len(added), len(train_texts))
         train_texts = train_texts + added
     make = lambda texts: [text_sequence(t, tokenizer, config.context_tokens) for t in texts]  # noqa: E731
     return make(train_texts), make(val_texts)

@@ -21,34 +21,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
 from rag.config import Config
+from rag.embed import embed_texts, for_index, load_embedder
 from rag.finetune.config import FinetuneConfig
-from rag.index import Chunk, Index
-from rag.jsonl import read_jsonl
-from rag.ingest import embed_texts
+from rag.finetune.examples import Example, load_pairs
+from rag.finetune.synthetic import synthetic_pairs
+from rag.index import Index
+from rag.passage import Chunk, Passage
 from rag.qa import GoldPassages, QAItem, load_qa, split
-from rag.retrieve import Retriever
-
-
-@dataclass(frozen=True)
-class Example:
-    query: str
-    positive: str  # the gold passage
-    answers: tuple[str, ...] = ()  # reference answers; empty for retrieval-only pairs
-    negative: str | None = None  # a hard negative passage
-    source: str | None = None  # file or title of the gold passage, shown in generator prompts
-    page: int | None = None
-
-
-@dataclass(frozen=True)
-class Passage:
-    text: str
-    source: str | None = None
-    page: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,24 +46,6 @@ class Data:
         """Short SHA-256 of everything the run sees, so two runs on the same data can be recognised."""
         payload = json.dumps([[asdict(x) for x in part] for part in (self.train, self.val, self.corpus)], sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def _pair(row: dict) -> Example:
-    query, positive, negative = row["query"], row["positive"], row.get("negative")
-    if not all(isinstance(text, str) and text.strip() for text in (query, positive)) or not isinstance(negative, str | None):
-        raise TypeError("query and positive must be non-empty strings, negative a string")
-    return Example(query, positive, negative=negative or None, source=row.get("source"))
-
-
-def load_pairs(path: str | Path) -> list[Example]:
-    return read_jsonl(path, _pair, 'a JSON object with "query" and "positive"')
-
-
-def write_pairs(examples: list[Example], path: Path) -> None:
-    """The ``--pairs`` format, so generated data can be inspected and reused."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"query": e.query, "positive": e.positive, "source": e.source}, ensure_ascii=False) for e in examples]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def examples_from_qa(items: list[QAItem], index: Index | None, config: Config) -> list[Example]:
@@ -122,8 +87,8 @@ def _gold_chunks(items: list[QAItem], index: Index, config: Config) -> dict[str,
         elif ids:
             unmatched.append((item, ids))
     if unmatched:  # no chunk holds the answer verbatim: the chunk of that file closest to the question
-        retriever = Retriever(index, config)
-        questions = embed_texts(retriever.embedder, [item.question for item, _ in unmatched], config.embed_batch_size)
+        embedder = load_embedder(for_index(index.manifest, config))
+        questions = embed_texts(embedder, [item.question for item, _ in unmatched], config.embed_batch_size)
         vectors = index.embeddings()
         for (item, ids), question in zip(unmatched, questions):
             scores = vectors[ids] @ question  # (len(ids), dim) @ (dim,) -> (len(ids),)
@@ -147,8 +112,6 @@ def load_data(settings: FinetuneConfig, config: Config = Config()) -> Data:
     elif settings.qa:
         examples, origin = examples_from_qa(load_qa(settings.qa), index, config), f"qa {settings.qa}"
     else:
-        from rag.finetune.synthetic import synthetic_pairs
-
         if index is None:
             raise ValueError("--synthetic writes questions for an index's chunks: pass --index INDEX_DIR")
         examples, origin = synthetic_pairs(index, settings, config), f"synthetic from {settings.index}"

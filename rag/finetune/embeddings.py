@@ -27,11 +27,11 @@ import torch
 
 from rag.config import Config
 from rag.finetune.config import FinetuneConfig
-from rag.finetune.data import Data, Example
+from rag.embed import embed_texts, load_embedder
+from rag.finetune.data import Data
+from rag.finetune.examples import Example
 from rag.finetune.trainer import Task
-from rag.ingest import embed_texts
 from rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k
-from rag.models import load_embedder
 
 CUTOFFS = (1, 5, 10)
 

@@ -1,9 +1,9 @@
 """finetune(): data -> mode -> training loop -> artifact, run.json and loss.png, published atomically.
 
-The artifact is assembled in a staging folder beside ``out`` and swapped in by
-two renames, so ``out`` holds either the previous state or the complete new
-artifact, never half of one. ``out/checkpoints`` (for ``--resume``) and
-``out/data`` (generated pairs) are carried over into the new folder.
+The artifact is assembled in a staging folder beside ``out`` and swapped in
+(:func:`rag.runtime.atomic_folder`), so ``out`` holds either the previous state
+or the complete new artifact, never half of one. ``out/checkpoints`` (for
+``--resume``) and ``out/data`` (generated pairs) are carried over into the new folder.
 
     >>> record = finetune(FinetuneConfig("embeddings", "runs/embedder", qa="corpora/vellmar-qa.jsonl", index="indexes/vellmar"))  # doctest: +SKIP
     >>> record.metrics["after"]["recall@5"]  # doctest: +SKIP
@@ -12,9 +12,7 @@ artifact, never half of one. ``out/checkpoints`` (for ``--resume``) and
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -26,7 +24,8 @@ from rag.finetune import embeddings, full, lora, prompt_tuning
 from rag.finetune.config import FinetuneConfig
 from rag.finetune.data import Data, load_data
 from rag.finetune.trainer import Task, save_loss_plot, train
-from rag.models import folder_bytes, resolve_device
+from rag.models import resolve_device
+from rag.runtime import atomic_folder, folder_bytes
 
 MODES: dict[str, Callable[[FinetuneConfig, Config, Data], Task]] = {
     "embeddings": embeddings.build,
@@ -35,6 +34,7 @@ MODES: dict[str, Callable[[FinetuneConfig, Config, Data], Task]] = {
     "full": full.build,
 }
 CARRIED = ("checkpoints", "data")  # what a new artifact folder keeps from the old one
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,20 +65,6 @@ class RunRecord:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
 
 
-def publish(staging: Path, out: Path) -> None:
-    """Make ``staging`` the new ``out``, keeping ``out``'s checkpoints and generated data."""
-    for name in CARRIED:
-        if (out / name).exists():
-            os.rename(out / name, staging / name)
-    retired = None
-    if out.exists():
-        retired = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, retired)
-    os.rename(staging, out)
-    if retired:
-        shutil.rmtree(retired, ignore_errors=True)
-
-
 def check_out(out: Path, resume: bool) -> None:
     """Refuse to overwrite a finished or interrupted run unless asked to continue it."""
     if out.exists() and not out.is_dir():
@@ -95,19 +81,16 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
     check_out(out, settings.resume)
     data = load_data(settings, config)
     task = MODES[settings.mode](settings, config, data)
-    print(f"{settings.mode}: {len(task.train)} training and {len(task.val)} validation examples from {data.origin}")
+    logger.info("%s: %d training and %d validation examples from %s", settings.mode, len(task.train), len(task.val), data.origin)
     state = train(task, settings, out / "checkpoints", data.fingerprint)
     after = {"val_loss": round(state.val_losses[-1][1], 4), **(task.evaluate() if task.evaluate else {})}
-    print(f"after training: {', '.join(f'{k} {v:.4f}' for k, v in after.items())}")
+    logger.info("after training: %s", ", ".join(f"{k} {v:.4f}" for k, v in after.items()))
     throughput = state.throughput()
-    print(f"throughput: {throughput['examples_per_s']} examples/s, {throughput['tokens_per_s']} tokens/s")
+    logger.info("throughput: %s examples/s, %s tokens/s", throughput["examples_per_s"], throughput["tokens_per_s"])
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     parameters = list(task.model.parameters())  # counted before --merge unwraps the adapter
     trainable, total = sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the artifact is an ordinary folder
-    try:
+    with atomic_folder(out, carry=CARRIED) as staging:
         task.save(staging)
         artifact_bytes = folder_bytes(staging)
         if settings.merge:
@@ -142,8 +125,6 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         record.write(staging / "run.json")
-        publish(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # gone already when published
-    print(f"wrote {out} ({artifact_bytes / 1e6:.1f} MB artifact, {record.trainable_params:,} of {record.total_params:,} parameters trained)")
+    logger.info("wrote %s (%.1f MB artifact, %s of %s parameters trained)", out, artifact_bytes / 1e6,
+                f"{record.trainable_params:,}", f"{record.total_params:,}")
     return record

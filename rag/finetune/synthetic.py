@@ -18,18 +18,20 @@ phrasings before continued training makes the model recall it.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 from rag.config import Config
 from rag.finetune.config import FinetuneConfig
-from rag.finetune.data import Example, load_pairs, write_pairs
+from rag.finetune.examples import Example, load_pairs, write_pairs
 from rag.generate import Generator
 from rag.index import Index
 from rag.prompt import BUILTIN_FEW_SHOT, render
 
 QUESTION_TOKENS = 48
 PARAPHRASE_TOKENS = 320  # a chunk is 256 embedder tokens, about as many generator tokens
+logger = logging.getLogger(__name__)
 
 
 def question_turns(passage: str) -> list[dict]:
@@ -77,7 +79,7 @@ def synthetic_pairs(index: Index, settings: FinetuneConfig, config: Config) -> l
     """(question, chunk) pairs for the index's chunks, saved under ``out/data``; reused by ``--resume``."""
     path = Path(settings.out) / "data" / "synthetic-pairs.jsonl"
     if settings.resume and path.is_file():
-        print(f"reusing the generated pairs in {path}")
+        logger.info("reusing the generated pairs in %s", path)
         return load_pairs(path)
     chunks = index.chunks()
     if settings.limit:  # twice the limit: about a quarter of the questions go to validation
@@ -90,7 +92,8 @@ def synthetic_pairs(index: Index, settings: FinetuneConfig, config: Config) -> l
         if is_good_question(question, chunk.text) and question.lower() not in seen:
             seen.add(question.lower())
             pairs.append(Example(question, chunk.text, source=chunk.source, page=chunk.page))
-    print(f"generated {len(pairs)} usable questions for {len(chunks)} chunks ({len(chunks) - len(pairs)} empty or degenerate); saved to {path}")
+    logger.info("generated %d usable questions for %d chunks (%d empty or degenerate); saved to %s",
+                len(pairs), len(chunks), len(chunks) - len(pairs), path)
     if not pairs:
         raise ValueError(f"the generator wrote no usable question for the {len(chunks)} chunks of {settings.index}")
     write_pairs(pairs, path)

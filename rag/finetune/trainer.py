@@ -19,8 +19,8 @@ step and the total, so ``--resume --max-steps`` may extend a finished run.
 from __future__ import annotations
 
 import json
+import logging
 import math
-import os
 import random
 import shutil
 import time
@@ -32,6 +32,9 @@ import torch
 from tqdm.auto import tqdm
 
 from rag.finetune.config import FinetuneConfig
+from rag.runtime import atomic_folder
+
+logger = logging.getLogger(__name__)
 
 
 def shuffled_batches(examples: list, size: int, rng: random.Random) -> list[list]:
@@ -113,7 +116,7 @@ def train(task: Task, settings: FinetuneConfig, checkpoints: Path, fingerprint: 
         loss = validation_loss(task, settings.batch_size)
         state.val_losses.append((0, loss))
         state.before = {"val_loss": round(loss, 4), **(task.evaluate() if task.evaluate else {})}
-        print(f"before training: {_format(state.before)}")
+        logger.info("before training: %s", _format(state.before))
 
     bar = tqdm(total=len(plan), initial=state.step, desc=f"{settings.mode} training", unit="step", dynamic_ncols=True)
     try:
@@ -141,12 +144,12 @@ def train(task: Task, settings: FinetuneConfig, checkpoints: Path, fingerprint: 
             epoch_end = last or plan[state.step][0] != epoch
             if epoch_end:
                 state.val_losses.append((state.step, validation_loss(task, settings.batch_size)))
-                bar.write(f"epoch {epoch + 1}: step {state.step}, validation loss {state.val_losses[-1][1]:.4f}")
+                logger.info("epoch %d: step %d, validation loss %.4f", epoch + 1, state.step, state.val_losses[-1][1])
             if epoch_end or state.step % settings.checkpoint_every == 0:
                 save_checkpoint(checkpoints, trainable, optimizer, state)
     except KeyboardInterrupt:
         save_checkpoint(checkpoints, trainable, optimizer, state)
-        bar.write(f"interrupted at step {state.step}; continue with --resume")
+        logger.info("interrupted at step %d; continue with --resume", state.step)
         raise
     finally:
         bar.close()
@@ -168,15 +171,11 @@ def latest_checkpoint(checkpoints: Path) -> Path | None:
 def save_checkpoint(checkpoints: Path, trainable: dict[str, torch.nn.Parameter], optimizer, state: TrainState) -> None:
     """Write ``step-NNNNNN`` beside the previous one, then delete the previous: a kill never leaves none."""
     folder = checkpoints / f"step-{state.step:06d}"
-    staging = checkpoints / f".staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    # .pt, not .safetensors: rag.models fingerprints an embedder folder by its weight files
-    torch.save({name: p.detach().cpu() for name, p in trainable.items()}, staging / "trainable.pt")
-    torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-    (staging / "state.json").write_text(json.dumps(asdict(state)), encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.rename(staging, folder)
+    with atomic_folder(folder) as staging:
+        # .pt, not .safetensors: rag.models fingerprints an embedder folder by its weight files
+        torch.save({name: p.detach().cpu() for name, p in trainable.items()}, staging / "trainable.pt")
+        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        (staging / "state.json").write_text(json.dumps(asdict(state)), encoding="utf-8")
     for old in checkpoints.glob("step-*"):
         if old != folder:
             shutil.rmtree(old, ignore_errors=True)
@@ -185,7 +184,7 @@ def save_checkpoint(checkpoints: Path, trainable: dict[str, torch.nn.Parameter],
 def load_checkpoint(checkpoints: Path, trainable: dict[str, torch.nn.Parameter], optimizer, fingerprint: str) -> TrainState | None:
     folder = latest_checkpoint(checkpoints)
     if folder is None:
-        print(f"--resume: no checkpoint under {checkpoints}, starting from step 0")
+        logger.info("--resume: no checkpoint under %s, starting from step 0", checkpoints)
         return None
     state = TrainState(**json.loads((folder / "state.json").read_text(encoding="utf-8")))
     if state.fingerprint != fingerprint:
@@ -202,7 +201,7 @@ def load_checkpoint(checkpoints: Path, trainable: dict[str, torch.nn.Parameter],
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu"))
     state.val_losses = [tuple(pair) for pair in state.val_losses]
     state.resumed_from = state.step
-    print(f"resuming from {folder} (step {state.step})")
+    logger.info("resuming from %s (step %d)", folder, state.step)
     return state
 
 

@@ -7,6 +7,9 @@ one that no longer exists on disk loses its chunks. A different embedder or
 chunking re-embeds everything (that is how a fine-tuned embedder is applied).
 Unreadable files are reported by name with the reason and the run goes on.
 
+:func:`ingest` reads as its steps: :func:`plan_changes` (what to keep, read
+and drop), :func:`load_and_chunk`, then embedding and :func:`rag.index.write_generation`.
+
     >>> from rag.ingest import ingest
     >>> summary = ingest(["corpora/vellmar"], "/tmp/i")  # doctest: +SKIP
     >>> summary.chunks_total, summary.skipped            # doctest: +SKIP
@@ -23,12 +26,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rag.config import Config
-from rag.index import Chunk, FileRecord, Index, Manifest, write_generation, writer_lock
+from rag.embed import embed_texts, load_embedder
+from rag.index import FileRecord, Index, Manifest, write_generation, writer_lock
 from rag.ingest.chunking import chunk_pages, make_splitter
 from rag.ingest.loaders import LoadError, is_supported, load_file
-from rag.models import embedder_source, load_embedder
+from rag.models import embedder_source
+from rag.passage import Chunk
 
-__all__ = ["IngestSummary", "NothingToIndex", "Skipped", "embed_texts", "ingest"]
+__all__ = ["IngestSummary", "NothingToIndex", "Skipped", "ingest"]
 
 
 class NothingToIndex(Exception):
@@ -58,6 +63,16 @@ class IngestSummary:
         return asdict(self)
 
 
+@dataclass
+class Changes:
+    """What an ingest run does: chunks and vectors kept from the old index, files to read."""
+
+    kept_rows: list[int] = field(default_factory=list)  # rows of the old index's embeddings
+    kept_chunks: list[Chunk] = field(default_factory=list)
+    records: list[FileRecord] = field(default_factory=list)  # of the kept files
+    to_read: list[tuple[Path, bytes, str]] = field(default_factory=list)  # (path, content, sha256)
+
+
 def discover(paths: list[str | Path]) -> tuple[list[Path], list[Skipped]]:
     """Supported files under ``paths`` (recursively, sorted), and what was passed over and why."""
     found, skipped = [], []
@@ -77,12 +92,57 @@ def discover(paths: list[str | Path]) -> tuple[list[Path], list[Skipped]]:
     return list(dict.fromkeys(found)), skipped
 
 
-def embed_texts(embedder, texts: list[str], batch_size: int, show_progress: bool = False) -> np.ndarray:
-    """Normalized float32 embeddings (len(texts), dim): inner product = cosine similarity."""
-    vectors = embedder.encode(
-        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=show_progress
-    )
-    return np.asarray(vectors, dtype=np.float32)
+def plan_changes(files: list[Path], old: Index | None, fingerprint: str, config: Config, summary: IngestSummary) -> Changes:
+    """Keep the chunks of unchanged files, read new and changed ones, count removed ones.
+
+    Files indexed earlier from other folders stay, as long as they exist. A
+    different embedder or chunking makes nothing reusable.
+    """
+    reusable = old is not None and (
+        old.manifest.embedder_fingerprint,
+        old.manifest.chunk_tokens,
+        old.manifest.chunk_overlap,
+    ) == (fingerprint, config.chunk_tokens, config.chunk_overlap)
+    old_files = old.files() if old else {}
+    given = set(files)
+    files = files + [Path(s) for s in old_files if Path(s).is_file() and Path(s) not in given]
+    summary.files_removed = sum(1 for s in old_files if not Path(s).is_file())
+    changes = Changes()
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            summary.skipped.append(Skipped(str(path), error.strerror or str(error)))
+            continue
+        sha256 = hashlib.sha256(data).hexdigest()
+        previous = old_files.get(str(path))
+        if reusable and previous and previous.sha256 == sha256:
+            ids = old.chunk_ids_of(str(path))
+            changes.kept_rows += ids
+            changes.kept_chunks += old.chunks(ids)
+            changes.records.append(previous)
+            summary.files_unchanged += 1
+        else:
+            changes.to_read.append((path, data, sha256))
+    return changes
+
+
+def load_and_chunk(
+    to_read: list[tuple[Path, bytes, str]], tokenizer, config: Config, summary: IngestSummary, show_progress: bool
+) -> tuple[list[Chunk], list[FileRecord]]:
+    """Chunks and file records of the files to read; a file that cannot be read is skipped with its reason."""
+    splitter = make_splitter(tokenizer, config.chunk_tokens, config.chunk_overlap)
+    chunks, records = [], []
+    for path, data, sha256 in tqdm(to_read, desc="reading", unit="file", disable=not show_progress):
+        try:
+            file_chunks = chunk_pages(str(path), load_file(path, data, config.pdf_password), splitter)
+        except LoadError as error:
+            summary.skipped.append(Skipped(str(path), str(error)))
+            continue
+        chunks += file_chunks
+        records.append(FileRecord(str(path), sha256, len(file_chunks)))
+        summary.files_read += 1
+    return chunks, records
 
 
 def ingest(
@@ -100,60 +160,19 @@ def ingest(
     files, summary.skipped = discover(paths)
     with writer_lock(index_dir):
         old = Index.open(index_dir) if (index_dir / "CURRENT").is_file() else None
-        source = embedder_source(config.embedder)
-        fingerprint = source.fingerprint()
-        reusable = old is not None and (
-            old.manifest.embedder_fingerprint,
-            old.manifest.chunk_tokens,
-            old.manifest.chunk_overlap,
-        ) == (fingerprint, config.chunk_tokens, config.chunk_overlap)
-        old_files = old.files() if old else {}
-        # Files indexed earlier from other folders stay, as long as they exist.
-        given = set(files)
-        files += [Path(s) for s in old_files if Path(s).is_file() and Path(s) not in given]
-        summary.files_removed = sum(1 for s in old_files if not Path(s).is_file())
-
-        kept_rows: list[int] = []
-        kept_chunks: list[Chunk] = []
-        records: list[FileRecord] = []
-        to_read: list[tuple[Path, bytes, str]] = []
-        for path in files:
-            try:
-                data = path.read_bytes()
-            except OSError as error:
-                summary.skipped.append(Skipped(str(path), error.strerror or str(error)))
-                continue
-            sha256 = hashlib.sha256(data).hexdigest()
-            previous = old_files.get(str(path))
-            if reusable and previous and previous.sha256 == sha256:
-                ids = old.chunk_ids_of(str(path))
-                kept_rows += ids
-                kept_chunks += old.chunks(ids)
-                records.append(previous)
-                summary.files_unchanged += 1
-            else:
-                to_read.append((path, data, sha256))
-
-        new_chunks: list[Chunk] = []
-        if to_read:  # the embedder loads only when something needs embedding
+        fingerprint = embedder_source(config.embedder).fingerprint()
+        changes = plan_changes(files, old, fingerprint, config, summary)
+        new_chunks, new_records = [], []
+        if changes.to_read:  # the embedder loads only when something needs embedding
             embedder = embedder or load_embedder(config)
-            splitter = make_splitter(embedder.tokenizer, config.chunk_tokens, config.chunk_overlap)
-        for path, data, sha256 in tqdm(to_read, desc="reading", unit="file", disable=not show_progress):
-            try:
-                chunks = chunk_pages(str(path), load_file(path, data, config.pdf_password), splitter)
-            except LoadError as error:
-                summary.skipped.append(Skipped(str(path), str(error)))
-                continue
-            new_chunks += chunks
-            records.append(FileRecord(str(path), sha256, len(chunks)))
-            summary.files_read += 1
+            new_chunks, new_records = load_and_chunk(changes.to_read, embedder.tokenizer, config, summary, show_progress)
 
-        total = len(kept_chunks) + len(new_chunks)
+        total = len(changes.kept_chunks) + len(new_chunks)
         if total == 0:
             reasons = "; ".join(f"{s.path}: {s.reason}" for s in summary.skipped) or "no input paths"
             raise NothingToIndex(f"nothing to index ({reasons})")
         summary.chunks_added = len(new_chunks)
-        summary.chunks_removed = (len(old) if old else 0) - len(kept_chunks)
+        summary.chunks_removed = (len(old) if old else 0) - len(changes.kept_chunks)
         summary.chunks_total = total
         summary.changed = bool(new_chunks or summary.chunks_removed or old is None or config.index_type != old.manifest.index_type)
         if summary.changed:
@@ -161,7 +180,8 @@ def ingest(
                 new_vectors = embed_texts(embedder, [c.text for c in new_chunks], config.embed_batch_size, show_progress)
             else:  # only removals or a new index type: no model needed
                 new_vectors = np.zeros((0, old.manifest.dimension), dtype=np.float32)
-            old_vectors = old.embeddings()[kept_rows] if kept_rows else new_vectors[:0]
+            old_vectors = old.embeddings()[changes.kept_rows] if changes.kept_rows else new_vectors[:0]
+            records = changes.records + new_records
             manifest = Manifest(
                 embedder=config.embedder,
                 embedder_fingerprint=fingerprint,
@@ -172,7 +192,7 @@ def ingest(
                 num_chunks=total,
                 num_files=len(records),
             )
-            write_generation(index_dir, kept_chunks + new_chunks, np.concatenate([old_vectors, new_vectors]), records, manifest, config)
+            chunks = changes.kept_chunks + new_chunks
+            write_generation(index_dir, chunks, np.concatenate([old_vectors, new_vectors]), records, manifest, config)
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
-

@@ -11,7 +11,9 @@ import argparse
 import json
 import sys
 
-from rag.cli_common import add_config_flags, config_from_args, run_cli
+from rag.cli_common import add_config_flags, config_from_args, option, run_cli
+from rag.config import Config
+from rag.index import FAISS_INDEX_TYPES
 from rag.ingest import IngestSummary, NothingToIndex, ingest
 
 
@@ -19,12 +21,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m rag.ingest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", help="folders (walked recursively) and files: .txt .md .rst .html .pdf")
     parser.add_argument("--index", required=True, help="index folder, created or updated")
-    parser.add_argument("--embedder", help="package:NAME or a fine-tuned sentence-transformers folder")
-    parser.add_argument("--index-type", choices=["flat", "hnsw", "ivf"], help="FAISS index (default flat: exact)")
-    parser.add_argument("--chunk-tokens", type=int)
-    parser.add_argument("--chunk-overlap", type=int)
-    parser.add_argument("--batch-size", type=int, help="embedding batch size")
-    parser.add_argument("--pdf-password", help="password for encrypted PDFs")
+    option(parser, Config, "--embedder", help="package:NAME or a fine-tuned sentence-transformers folder")
+    option(parser, Config, "--index-type", choices=list(FAISS_INDEX_TYPES), help="FAISS index (flat: exact)")
+    option(parser, Config, "--chunk-tokens", type=int)
+    option(parser, Config, "--chunk-overlap", type=int)
+    option(parser, Config, "--embed-batch-size", "--batch-size", type=int, help="embedding batch size")
+    option(parser, Config, "--pdf-password", help="password for encrypted PDFs")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_config_flags(parser)
     return parser.parse_args(argv)
@@ -45,15 +47,7 @@ def print_summary(summary: IngestSummary) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config = config_from_args(
-        args,
-        embedder=args.embedder,
-        index_type=args.index_type,
-        chunk_tokens=args.chunk_tokens,
-        chunk_overlap=args.chunk_overlap,
-        embed_batch_size=args.batch_size,
-        pdf_password=args.pdf_password,
-    )
+    config = config_from_args(args)
     try:
         summary = ingest(args.paths, args.index, config, show_progress=not args.json and sys.stderr.isatty())
     except NothingToIndex as error:

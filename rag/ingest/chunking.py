@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from rag.index import Chunk
+from rag.passage import Chunk
 from rag.ingest.loaders import LoadError, Page
 
 
@@ -36,6 +36,6 @@ def chunk_pages(source: str, pages: list[Page], splitter: RecursiveCharacterText
             start = page.text.find(text, cursor)
             if start < 0:
                 raise LoadError(f"chunker returned text not found in the page: {text[:60]!r}")
-            chunks.append(Chunk(source, text, page.page, start, start + len(text)))
+            chunks.append(Chunk(text, source, page.page, start=start, end=start + len(text)))
             cursor = start + 1
     return chunks

@@ -1,0 +1,86 @@
+"""EvalConfig: everything one ``python -m rag.eval`` run needs, and the matrix file that sets it.
+
+The settings come, in order, from the defaults below, a ``--matrix`` TOML or
+YAML file, then the flags given; an unknown key is an error that lists the
+valid ones. The pipeline settings (prompt, generation) are a ``rag.config.Config``.
+
+    >>> settings = EvalConfig("corpora/vellmar-qa.jsonl", "reports/x", corpus=("corpora/vellmar",))
+    >>> settings.override({"retrievers": "none,bm25"}).retrievers
+    ('none', 'bm25')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from rag.config import Config
+
+# Inside the package, so an installed rag-lab finds it wherever it runs.
+PROBE_FILE = Path(__file__).resolve().parent / "probes" / "general-knowledge.jsonl"
+SPLITS = ("all", "val", "train")
+PIPELINE_DEFAULTS = Config(max_new_tokens=32)  # short reference answers need few tokens
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything one ``python -m rag.eval`` run needs; ``rag`` holds the shared pipeline config."""
+
+    qa: str  # SQuAD v1.1 JSON or JSONL {"question", "answers", "source"?}
+    out: str  # report folder; predictions.jsonl there makes a rerun resume
+    corpus: tuple[str, ...] = ()  # folders or files ingested into OUT/index
+    index: str | None = None  # an existing index instead of a corpus
+    corpus_from_qa: bool = False  # the QA set's own contexts (SQuAD paragraphs) are the corpus
+    retrievers: tuple[str, ...] | None = None  # None: every retriever whose artifacts exist
+    generators: tuple[str, ...] | None = None  # None: every generator whose artifacts exist
+    embedder: str | None = None  # fine-tuned sentence-transformers folder (dense-ft)
+    adapter: str | None = None  # LoRA folder (lora)
+    soft_prompt: str | None = None  # prompt-tuning folder (soft-prompt)
+    generator: str | None = None  # fully fine-tuned generator folder (full)
+    limit: int | None = None  # evaluate a seeded sample of this many questions (and probes)
+    split: str = "all"  # all | val | train, the same hash split as rag.finetune (val_fraction 0.25, seed 0)
+    seed: int = 0  # for the --limit sample and the bootstrap
+    k: int = 10  # retrieval metrics at 1..k; the prompt gets the rag config's k passages
+    probe: str = str(PROBE_FILE)  # general-knowledge questions for forgetting; "" skips the probe
+    bootstrap_resamples: int = 1000
+    rag: Config = PIPELINE_DEFAULTS  # the pipeline config
+
+    def override(self, values: dict[str, Any]) -> EvalConfig:
+        """A copy with ``values`` applied (comma strings accepted for lists); unknown keys raise."""
+        valid = [f.name for f in fields(self) if f.name != "rag"]
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown eval setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+        values = dict(values)
+        for key in ("corpus", "retrievers", "generators"):
+            if isinstance(values.get(key), str):
+                values[key] = [part.strip() for part in values[key].split(",") if part.strip()]
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return dataclasses.replace(self, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_matrix(path: str | Path) -> dict[str, Any]:
+    """Eval settings from a TOML or YAML file, e.g. ``retrievers = ["none", "bm25"]``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml  # optional: only YAML matrix files need it
+
+            values = yaml.safe_load(text) or {}
+        else:
+            values = tomllib.loads(text)
+    except ImportError as error:
+        raise ImportError(f"reading {path} needs PyYAML: pip install pyyaml (or write the matrix as TOML)") from error
+    except Exception as error:  # noqa: BLE001 - OSError, TOML and YAML errors all mean "cannot read it"
+        raise ValueError(f"cannot read matrix file {path}: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"matrix file {path} must hold a table of settings, got {type(values).__name__}")
+    return values

@@ -1,0 +1,56 @@
+"""The plan of an eval run: which retrievers and generators to cross, and which default variants are left out and why.
+
+Left to the defaults, every combination whose artifacts were given runs and the
+others are listed as skipped; a variant named explicitly whose artifact is
+missing is an error naming the flag.
+
+    >>> settings = EvalConfig("corpora/vellmar-qa.jsonl", "reports/x", corpus=("corpora/vellmar",))
+    >>> [spec.name for spec in plan(settings.override({"retrievers": "none,bm25"}))[0]]
+    ['none', 'bm25']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag.eval.artifacts import Artifacts, Unavailable
+from rag.eval.config import SPLITS, EvalConfig
+from rag.eval.variants import GENERATORS, RETRIEVERS, GeneratorSpec, RetrieverSpec
+
+
+@dataclass(frozen=True)
+class Skipped:
+    variant: str
+    reason: str
+
+
+def _select(kind: str, requested: tuple[str, ...] | None, variants: dict, build: Callable) -> tuple[list, list[Skipped]]:
+    if requested is not None:
+        unknown = [name for name in requested if name not in variants]
+        if unknown:
+            raise ValueError(f"unknown {kind}(s) {', '.join(unknown)}; choose from {', '.join(variants)}")
+        try:
+            return [build(variants[name]) for name in dict.fromkeys(requested)], []
+        except Unavailable as error:
+            raise ValueError(str(error)) from None
+    chosen, skipped = [], []
+    for name, variant in variants.items():
+        try:
+            chosen.append(build(variant))
+        except Unavailable as error:
+            skipped.append(Skipped(f"{kind} {name}", str(error)))
+    return chosen, skipped
+
+
+def plan(settings: EvalConfig) -> tuple[list[RetrieverSpec], list[GeneratorSpec], list[Skipped]]:
+    """The retrievers and generators to cross, and the default variants left out (with why)."""
+    if settings.split not in SPLITS:
+        raise ValueError(f"unknown split {settings.split!r}; choose one of {', '.join(SPLITS)}")
+    given = [flag for flag, value in (("--corpus", settings.corpus), ("--index", settings.index), ("--corpus-from-qa", settings.corpus_from_qa)) if value]
+    if len(given) > 1:
+        raise ValueError(f"give one of --corpus, --index and --corpus-from-qa, not {' and '.join(given)}")
+    artifacts = Artifacts.of(settings)
+    retrievers, skipped_r = _select("retriever", settings.retrievers, RETRIEVERS, lambda variant: variant(artifacts))
+    generators, skipped_g = _select("generator", settings.generators, GENERATORS, lambda variant: variant(settings.rag, artifacts))
+    return retrievers, generators, skipped_r + skipped_g

@@ -1,0 +1,124 @@
+"""The variants an eval run crosses: retrievers and generators, each a small function picked by name.
+
+Retrievers: ``none`` (closed book), ``bm25``, ``dense``, ``dense-ft`` (dense
+search of a second index embedded with the fine-tuned embedder) and ``hybrid``.
+Generators: ``base`` (zero-shot), ``fewshot`` (preprompt and
+:data:`FEW_SHOT_EXAMPLES` examples), ``lora``, ``soft-prompt`` and ``full``
+(fine-tuned with ``python -m rag.finetune``). The grid reads as the one of
+Ovadia et al. (2024, "Fine-tuning or retrieval? Comparing knowledge injection
+in LLMs") and RAFT (Zhang et al., 2024): retrieval x adaptation.
+
+    >>> [name for name in RETRIEVERS]
+    ['none', 'bm25', 'dense', 'dense-ft', 'hybrid']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag.config import CLOSED_BOOK, Config
+from rag.eval.artifacts import Artifact, Artifacts, Unavailable
+
+FEW_SHOT_EXAMPLES = 4
+
+
+@dataclass(frozen=True)
+class RetrieverSpec:
+    name: str
+    method: str  # a rag.retrieve method, or CLOSED_BOOK
+    fine_tuned_index: bool = False  # search OUT/index-ft, embedded with the fine-tuned embedder
+    artifact: Artifact | None = None
+
+
+def _needs_corpus(artifacts: Artifacts, name: str) -> None:
+    if not artifacts.has_corpus:
+        raise Unavailable(f"retriever {name} needs a corpus: give --corpus DIR..., --index DIR or --corpus-from-qa")
+
+
+NO_RETRIEVAL = RetrieverSpec(CLOSED_BOOK, CLOSED_BOOK)
+
+
+def closed_book(artifacts: Artifacts) -> RetrieverSpec:
+    return NO_RETRIEVAL
+
+
+def bm25(artifacts: Artifacts) -> RetrieverSpec:
+    _needs_corpus(artifacts, "bm25")
+    return RetrieverSpec("bm25", "bm25")
+
+
+def dense(artifacts: Artifacts) -> RetrieverSpec:
+    _needs_corpus(artifacts, "dense")
+    return RetrieverSpec("dense", "dense")
+
+
+def dense_fine_tuned(artifacts: Artifacts) -> RetrieverSpec:
+    _needs_corpus(artifacts, "dense-ft")
+    return RetrieverSpec("dense-ft", "dense", True, artifacts.require("embedder", "retriever dense-ft"))
+
+
+def hybrid(artifacts: Artifacts) -> RetrieverSpec:
+    _needs_corpus(artifacts, "hybrid")
+    return RetrieverSpec("hybrid", "hybrid")
+
+
+RETRIEVERS: dict[str, Callable[[Artifacts], RetrieverSpec]] = {
+    CLOSED_BOOK: closed_book,
+    "bm25": bm25,
+    "dense": dense,
+    "dense-ft": dense_fine_tuned,
+    "hybrid": hybrid,
+}
+
+
+# ---------------------------------------------------------------------------- generators
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    name: str
+    config: Config  # the prompt and generation config for this generator
+    adapter: str | None = None  # PEFT folder (LoRA or soft prompt)
+    artifact: Artifact | None = None
+
+    @property
+    def fine_tuned(self) -> bool:
+        return self.artifact is not None
+
+    @property
+    def weights(self) -> tuple[str, str | None]:
+        """What has to be loaded: variants that differ only in their prompt share one model."""
+        return self.config.generator, self.adapter
+
+
+def base(config: Config, artifacts: Artifacts) -> GeneratorSpec:
+    return GeneratorSpec("base", config.override({"few_shot": 0}))
+
+
+def fewshot(config: Config, artifacts: Artifacts) -> GeneratorSpec:
+    return GeneratorSpec("fewshot", config.override({"few_shot": FEW_SHOT_EXAMPLES}))
+
+
+def lora(config: Config, artifacts: Artifacts) -> GeneratorSpec:
+    artifact = artifacts.require("adapter", "generator lora")
+    return GeneratorSpec("lora", config.override({"few_shot": 0}), artifact.path, artifact)
+
+
+def soft_prompt(config: Config, artifacts: Artifacts) -> GeneratorSpec:
+    artifact = artifacts.require("soft_prompt", "generator soft-prompt")
+    return GeneratorSpec("soft-prompt", config.override({"few_shot": 0}), artifact.path, artifact)
+
+
+def full(config: Config, artifacts: Artifacts) -> GeneratorSpec:
+    artifact = artifacts.require("generator", "generator full")
+    return GeneratorSpec("full", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact)
+
+
+GENERATORS: dict[str, Callable[[Config, Artifacts], GeneratorSpec]] = {
+    "base": base,
+    "fewshot": fewshot,
+    "lora": lora,
+    "soft-prompt": soft_prompt,
+    "full": full,
+}
