@@ -236,12 +236,165 @@ def main() -> int:
 
     print(f"QA lines: {len(qa)} ({answered} answered, {unanswerable} unanswerable)")
     print(f"Probe lines: {len(probes)}; few-shot lines: {len(fewshot)}")
+    check_seeds_fr(errors, warnings)  # French seed QA set: see the section at the end of this file
     for w in warnings:
         print("WARNING:", w)
     for e in errors:
         print("ERROR:", e)
     print("OK" if not errors else f"FAILED ({len(errors)} errors)")
     return 0 if not errors else 1
+
+
+# =============================================================================
+# French seed QA set (issue #12): corpora/seeds-fr-qa.jsonl over ../shared/data/seeds-fr
+# and the French few-shot file corpora/fewshot-fr.jsonl. Kept apart from the Vellmar
+# checks above; main() calls check_seeds_fr().
+# =============================================================================
+
+SEEDS_FR = HERE.parent.parent / "shared" / "data" / "seeds-fr"  # ../shared beside the repo
+SEEDS_FR_QA = HERE / "seeds-fr-qa.jsonl"
+FEWSHOT_FR = HERE / "fewshot-fr.jsonl"
+SEEDS_FR_MIN_QA, SEEDS_FR_MIN_UNANSWERABLE = 60, 6
+SEEDS_FR_MAX_ANSWER_WORDS = 6
+SEEDS_FR_KINDS = {"name", "number", "date", "place", "yesno", "multi", "other", "unanswerable"}
+SEEDS_FR_KEYS = {"question", "answers", "source", "kind", "also"}
+
+
+def seed_texts(folder: Path, warnings: list[str]) -> dict[str, str]:
+    """File name -> text as the project indexes it: mojibake repaired with ftfy.
+
+    Uses rag.ingest.loaders.load_file when the package imports; otherwise the same
+    repair (UTF-8, else cp1252, then ftfy.fix_text), so the check runs without the
+    heavy dependencies.
+    """
+    try:
+        from rag.ingest.loaders import load_file
+    except ImportError as error:
+        import ftfy
+
+        warnings.append(f"rag.ingest.loaders not importable ({error}); repairing seed text with ftfy directly")
+
+        def read(path: Path) -> str:
+            data = path.read_bytes()
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                text = data.decode("cp1252", errors="replace")
+            return ftfy.fix_text(text)
+    else:
+
+        def read(path: Path) -> str:
+            return "\n".join(page.text for page in load_file(path))
+
+    return {p.name: read(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def check_fewshot_fr(errors: list[str]) -> int:
+    """fewshot-fr.jsonl: 4 examples whose answer is a span of the context followed by " [1]"."""
+    rows = read_jsonl(FEWSHOT_FR, errors)
+    if len(rows) != 4:
+        errors.append(f"{FEWSHOT_FR.name}: {len(rows)} lines, expected 4")
+    for n, item in enumerate(rows, 1):
+        c, q, a = item.get("context"), item.get("question"), item.get("answer")
+        if not all(isinstance(x, str) and x for x in (c, q, a)):
+            errors.append(f"{FEWSHOT_FR.name}:{n}: needs context, question, answer")
+        elif not a.endswith(" [1]") or not a[: -len(" [1]")].strip():
+            errors.append(f"{FEWSHOT_FR.name}:{n}: answer {a!r} must be a short span followed by ' [1]'")
+        elif a[: -len(" [1]")] not in c:
+            errors.append(f"{FEWSHOT_FR.name}:{n}: answer {a!r} (without ' [1]') is not a span of its context")
+    return len(rows)
+
+
+def check_seeds_fr(errors: list[str], warnings: list[str]) -> None:
+    """Check seeds-fr-qa.jsonl (and fewshot-fr.jsonl); print a summary; add to errors and warnings."""
+    fewshot = check_fewshot_fr(errors)
+    qa = read_jsonl(SEEDS_FR_QA, errors)
+    texts: dict[str, str] | None = None
+    if SEEDS_FR.is_dir():
+        texts = {name: norm(text) for name, text in seed_texts(SEEDS_FR, warnings).items()}
+    else:
+        warnings.append(f"{SEEDS_FR} not found: French QA answers not checked against the seed files")
+
+    answered = unanswerable = 0
+    per_source: Counter[str] = Counter()
+    per_kind: Counter[str] = Counter()
+    seen_q: set[str] = set()
+    for n, item in enumerate(qa, 1):
+        where = f"{SEEDS_FR_QA.name}:{n}"
+        if set(item) - SEEDS_FR_KEYS:
+            errors.append(f"{where}: unexpected keys {sorted(set(item) - SEEDS_FR_KEYS)}")
+        q, answers, kind = item.get("question"), item.get("answers"), item.get("kind")
+        src, also = item.get("source"), item.get("also", [])
+        if not isinstance(q, str) or not q.strip():
+            errors.append(f"{where}: missing question")
+            continue
+        if norm(q) in seen_q:
+            errors.append(f"{where}: duplicate question")
+        seen_q.add(norm(q))
+        if not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
+            errors.append(f"{where}: answers must be a list of non-empty strings")
+            continue
+        if kind not in SEEDS_FR_KINDS:
+            errors.append(f"{where}: kind {kind!r} is not one of {sorted(SEEDS_FR_KINDS)}")
+            continue
+        per_kind[kind] += 1
+        if not answers:
+            unanswerable += 1
+            if kind != "unanswerable":
+                errors.append(f"{where}: empty answers but kind {kind!r} (expected 'unanswerable')")
+            if "source" in item or "also" in item:
+                errors.append(f"{where}: unanswerable item must have no source or also")
+            continue
+        answered += 1
+        if kind == "unanswerable":
+            errors.append(f"{where}: kind 'unanswerable' but answers given")
+        if kind == "yesno" and not set(map(norm, answers)) <= {"oui", "non"}:
+            errors.append(f"{where}: yesno answers must be 'oui' or 'non', got {answers}")
+        for a in answers:
+            if len(a.split()) > SEEDS_FR_MAX_ANSWER_WORDS:
+                errors.append(f"{where}: answer too long: {a!r}")
+        if not isinstance(src, str) or not src:
+            errors.append(f"{where}: answered item needs a source")
+            continue
+        if not isinstance(also, list) or not all(isinstance(f, str) for f in also) or src in also:
+            errors.append(f"{where}: also must be a list of other seed file names")
+            continue
+        per_source[src] += 1
+        if texts is None:
+            continue
+        missing = [f for f in [src, *also] if f not in texts]
+        if missing:
+            errors.append(f"{where}: seed file(s) {missing} not found under {SEEDS_FR}")
+            continue
+        if kind == "yesno":
+            continue  # the evidence is in the source, but "oui"/"non" is not a span of it
+        hits = [a for a in answers if norm(a) in texts[src]]
+        if not hits:
+            errors.append(f"{where}: no answer of {answers} found in the repaired text of {src}")
+            continue
+        # Warn when the most specific answer found also occurs in a seed the item does not name.
+        best = max(hits, key=len)
+        if len(best) < 4 or re.fullmatch(r"[\d.,:]+", best):
+            continue  # short numbers collide by chance
+        pat = re.compile(r"(?<!\w)" + re.escape(norm(best)) + r"(?!\w)")
+        others = [f for f, t in texts.items() if f != src and f not in also and pat.search(t)]
+        if others:
+            warnings.append(f"{where}: answer {best!r} also appears in {others}")
+
+    if len(qa) < SEEDS_FR_MIN_QA:
+        errors.append(f"{SEEDS_FR_QA.name}: only {len(qa)} questions, need {SEEDS_FR_MIN_QA}")
+    if unanswerable < SEEDS_FR_MIN_UNANSWERABLE:
+        errors.append(f"{SEEDS_FR_QA.name}: only {unanswerable} unanswerable items, need {SEEDS_FR_MIN_UNANSWERABLE}")
+    for name in texts or ():
+        if per_source[name] < 1:
+            errors.append(f"{SEEDS_FR_QA.name}: no question on seed {name}")
+
+    print(f"French seed QA ({SEEDS_FR_QA.name}): {len(qa)} lines ({answered} answered, {unanswerable} unanswerable)")
+    for name in sorted(set(per_source) | set(texts or ())):
+        words = f"{len(texts[name].split()):5d} words, " if texts and name in texts else ""
+        print(f"  {name:35s} {words}{per_source[name]} questions")
+    print("  kinds: " + ", ".join(f"{k} {c}" for k, c in sorted(per_kind.items())))
+    print(f"French few-shot lines: {fewshot}")
 
 
 if __name__ == "__main__":
