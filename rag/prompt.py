@@ -12,8 +12,9 @@ all (the closed-book baseline), which differs from a retrieval that found nothin
 Few-shot examples show the model short, extractive answers, where a 135M
 model gains most (it otherwise answers in whole sentences).
 
-Citations: the model cites passages by their number, ``[1]``;
-:func:`cited_numbers` reads them back and :func:`answer_text` strips them
+Citations: the model cites passages by their number, ``[1]``, ``[1, 2]`` or
+``[1][2]``; :func:`cited_numbers` reads them back and :func:`answer_text`
+strips them, a passage header line the model echoes, and an ``Answer:`` label
 from the answer that is scored.
 
     >>> prompt = build_prompt("Who founded it?", passages, tokenizer, Config(few_shot=2))  # doctest: +SKIP
@@ -36,7 +37,10 @@ from rag.jsonl import read_jsonl
 from rag.passage import Passage
 
 MIN_PASSAGE_TOKENS = 48
-CITATION = re.compile(r"\[(\d+)\]")
+CITATION = re.compile(r"\[\s*(\d+(?:\s*[,;–-]\s*\d+)*)\s*\]")  # [1], [1, 2], [1-3]
+# A passage header as passage_header writes it: "[2] emergency-procedures.pdf, page 3".
+HEADER_LINE = re.compile(r"^\[\d+\]\s+(?:\S+\.[A-Za-z0-9]{1,5}|passage|example)(?:, page \d+)?$")
+ANSWER_LABEL = re.compile(r"^(?:answer|réponse)\s*:\s*", re.IGNORECASE)
 CLOSED_BOOK_PREPROMPT = "Answer the question in a few words. If you do not know, say: I don't know."
 
 
@@ -102,18 +106,21 @@ def passage_header(number: int, passage: Passage) -> str:
 
 def cited_numbers(answer: str) -> set[int]:
     """The passage numbers an answer cites."""
-    return {int(n) for n in CITATION.findall(answer)}
+    return {int(n) for group in CITATION.findall(answer) for n in re.findall(r"\d+", group)}
 
 
 def answer_text(generated: str) -> str:
-    """The answer as scored: the first non-empty line, without ``[n]`` citation markers.
+    """The answer as scored: the first line with content, without citations, header or ``Answer:`` label.
 
     Why: a small model often runs on after its answer ("Paris.\\n\\n## What is ...");
     scoring only the first line is the usual stop-at-newline rule of QA harnesses,
-    and the citations the RAG preprompt asks for are not part of the answer.
+    and the citations the RAG preprompt asks for are not part of the answer. The
+    raw output is kept beside it (``Prediction.generated``).
     """
     for line in generated.splitlines():
-        line = CITATION.sub("", line).strip()
+        if HEADER_LINE.match(line.strip()):
+            continue
+        line = ANSWER_LABEL.sub("", CITATION.sub("", line).strip()).strip()
         if line:
             return line
     return ""

@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(parser, EvalConfig, "--generator", help="fully fine-tuned generator folder (full)")
     option(parser, EvalConfig, "--limit", type=int, help="evaluate a seeded sample of N questions (and N probe questions)")
     option(parser, EvalConfig, "--split", choices=SPLITS, help="questions to use; val = those rag.finetune held out")
+    option(parser, EvalConfig, "--val-fraction", type=float, help="the --val-fraction the artifacts were trained with")
+    option(parser, EvalConfig, "--split-seed", type=int, help="the --seed the artifacts were trained with")
     option(parser, EvalConfig, "--seed", type=int, help="seed of the --limit sample and the bootstrap")
     option(parser, EvalConfig, "--k", type=int, help="retrieval metrics at 1..K; passages in the prompt: --set k=N")
     option(parser, EvalConfig, "--probe", help="general-knowledge probe JSONL for forgetting ('' to skip)")

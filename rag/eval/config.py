@@ -41,7 +41,9 @@ class EvalConfig:
     soft_prompt: str | None = None  # prompt-tuning folder (soft-prompt)
     generator: str | None = None  # fully fine-tuned generator folder (full)
     limit: int | None = None  # evaluate a seeded sample of this many questions (and probes)
-    split: str = "all"  # all | val | train, the same hash split as rag.finetune (val_fraction 0.25, seed 0)
+    split: str = "all"  # all | val | train: rag.qa.split with val_fraction and split_seed, as rag.finetune splits
+    val_fraction: float = 0.25  # rag.finetune --val-fraction of the artifacts scored
+    split_seed: int = 0  # rag.finetune --seed of the artifacts scored
     seed: int = 0  # for the --limit sample and the bootstrap
     k: int = 10  # retrieval metrics at 1..k; the prompt gets the rag config's k passages
     probe: str = str(PROBE_FILE)  # general-knowledge questions for forgetting; "" skips the probe
