@@ -150,7 +150,7 @@ LORA = Artifact("--adapter", "/runs/lora", "lora", 100.0, 460_800, 1_900_000)
 GENERATORS = {"base": GeneratorSpec("base", Config()), "lora": GeneratorSpec("lora", Config(), "/runs/lora", LORA)}
 
 
-def predictions(f1_by_combination: dict[str, list[float]], abstain: dict[str, bool] | None = None) -> list[Prediction]:
+def predictions(f1_by_combination: dict[str, list[float]], abstain: dict[str, bool] | None = None, kinds=()) -> list[Prediction]:
     rows = []
     for combination, scores in f1_by_combination.items():
         retriever, generator = combination.split("+")
@@ -158,6 +158,7 @@ def predictions(f1_by_combination: dict[str, list[float]], abstain: dict[str, bo
             rows.append(Prediction(
                 "qa", combination, retriever, generator, f"q{number:05d}", "question?", ["answer"], "raw", "answer",
                 [], [], 100, 0.5, 1000.0, f1, f1, None, bool(abstain and abstain.get(combination)),
+                kinds[number % len(kinds)] if kinds else None,
             ))
     return rows
 
@@ -226,6 +227,16 @@ def test_an_always_abstaining_model_does_not_look_good():
     assert scores["bm25+lora"].abstention == 1.0 and scores["bm25+lora"].false_abstention == 1.0
     assert scores["bm25+base"].abstention == 0.0 and scores["bm25+base"].false_abstention == 0.0
     assert report.verdict.best == "bm25+base"
+
+
+def test_f1_is_broken_down_by_question_kind():
+    rows = predictions({"bm25+base": [1.0, 0.0, 0.5, 0.0] * 10}, kinds=("name", "number", "date", "yesno"))
+    report = report_of(rows, retrievers=("bm25",), generators=("base",))
+    assert report.combinations[0].f1_by_kind == {"date": 0.5, "name": 1.0, "number": 0.0, "yesno": 0.0}
+    assert report.questions_by_kind == {"date": 10, "name": 10, "number": 10, "yesno": 10}
+    from rag.eval.report import render_markdown
+
+    assert "| bm25+base | 0.500 | 1.000 | 0.000 | 0.000 |" in render_markdown(report)
 
 
 def test_paired_difference_still_pairs_by_question():

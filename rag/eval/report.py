@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ class CombinationScore:
     groundedness: float | None
     abstention: float | None  # share of unanswerable questions answered "I don't know"
     false_abstention: float | None  # share of answerable questions answered "I don't know"
+    f1_by_kind: dict[str, float]  # mean F1 per question kind (name, number, date, yesno...) where the QA set marks kinds
     prompt_tokens: float
     latency_p50_s: float
     latency_p95_s: float
@@ -127,6 +129,7 @@ class Report:
     wall_seconds: float  # this invocation only
     answer_seconds: float  # per-question latencies summed over every answer scored, resumed runs included
     gold: dict[str, int] | None  # answerable questions by how their gold chunks were found (None: no index)
+    questions_by_kind: dict[str, int]  # answerable questions per kind
     notes: list[str]  # checks that could not be made, e.g. an artifact without a record of its training questions
 
     def to_dict(self) -> dict:
@@ -171,6 +174,7 @@ def score_combination(
         groundedness=_mean([p.groundedness for p in predictions if p.groundedness is not None]),
         abstention=_mean([float(p.abstained) for p in predictions if not p.answers]),
         false_abstention=_mean([float(p.abstained) for p in answerable]),
+        f1_by_kind={kind: _mean([p.f1 for p in answerable if p.kind == kind]) for kind in sorted({p.kind for p in answerable if p.kind})},
         prompt_tokens=float(np.mean([p.prompt_tokens for p in predictions])),
         latency_p50_s=float(np.percentile(latencies, 50)),
         latency_p95_s=float(np.percentile(latencies, 95)),
@@ -314,6 +318,7 @@ def build_report(
     artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
     fine_tuned = {g.name for g in generators if g.fine_tuned}
     planned_generators = {g.name for g in generators}
+    kinds = {p.qid: p.kind for p in predictions if p.suite == "qa" and p.answers and p.kind}
     f1 = _per_question_f1([p for p in predictions if p.suite == "qa"], key=lambda p: p.combination)
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
     return Report(
@@ -328,6 +333,7 @@ def build_report(
         round(sum(p.latency_s for p in predictions if p.generator in planned_generators), 1),
         None if gold is None else {"holding_answer": gold.holding_answer, "whole_document": gold.whole_document,
                                    "not_indexed": gold.not_indexed},
+        dict(sorted(Counter(kinds.values()).items())),
         list(notes or []),
     )
 
@@ -432,6 +438,17 @@ def render_markdown(report: Report) -> str:
             f"| {c.factor} | {c.a} | {c.b} | {_signed_interval(c.difference)} | {c.p_value:.4f} | {c.adjusted_p_value:.4f} | "
             f"a {c.outcome} b |"
             for c in report.verdict.comparisons
+        ]
+    if report.questions_by_kind:
+        kinds = list(report.questions_by_kind)
+        lines += [
+            "", "## F1 by question kind", "",
+            "| Combination | " + " | ".join(f"{kind} ({report.questions_by_kind[kind]})" for kind in kinds) + " |",
+            "|---" * (len(kinds) + 1) + "|",
+        ]
+        lines += [
+            f"| {s.combination} | " + " | ".join(f"{s.f1_by_kind[k]:.3f}" if k in s.f1_by_kind else "–" for k in kinds) + " |"
+            for s in report.combinations
         ]
     checks = []
     if report.gold:
