@@ -67,6 +67,16 @@ class EvalConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EvalConfig:
+        """The settings :meth:`to_dict` wrote (a report folder's settings.json), lists back to tuples."""
+        values = dict(values)
+        rag = Config().override(values.pop("rag", {}))
+        missing = [f.name for f in fields(cls) if f.name in ("qa", "out") and f.name not in values]
+        if missing:
+            raise ValueError(f"eval settings lack {', '.join(missing)}")
+        return cls(values.pop("qa"), values.pop("out"), rag=rag).override(values)
+
 
 def load_matrix(path: str | Path) -> dict[str, Any]:
     """Eval settings from a TOML or YAML file, e.g. ``retrievers = ["none", "bm25"]``."""
