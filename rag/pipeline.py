@@ -74,7 +74,8 @@ class Pipeline:
         self.adapter = adapter
         self.embedder_spec = embedder_spec
         self._generator = generator
-        self.examples = load_few_shot(config)
+        # A few-shot file is read once; the built-in examples follow each question's language.
+        self.examples = load_few_shot(config) if config.few_shot_file else None
 
     @property
     def closed_book(self) -> bool:

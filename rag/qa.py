@@ -13,7 +13,9 @@ questions were held out and never trained on.
 
 Answers are compared after SQuAD normalization (Rajpurkar et al., 2016: lower
 case, no punctuation, no articles a/an/the, single spaces) and on word
-boundaries, so "9" is not found in "90 nights" nor "6" in "1956".
+boundaries, so "9" is not found in "90 nights" nor "6" in "1956". French
+answers drop French articles instead, elided ones included (le, la, les, l',
+un, une, des, du, d'): see :mod:`rag.language`.
 
     >>> items = load_qa("corpora/vellmar-qa.jsonl")            # doctest: +SKIP
     >>> train, val = split(items, val_fraction=0.25, seed=0)   # doctest: +SKIP
@@ -21,6 +23,8 @@ boundaries, so "9" is not found in "90 nights" nor "6" in "1956".
     'eiffel tower'
     >>> matched_answers("at least 90 nights on the island", ["nine", "9"])
     []
+    >>> normalize_answer("L'Église d'Orla, la nuit", "fr")
+    'église orla nuit'
 """
 
 from __future__ import annotations
@@ -34,23 +38,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.jsonl import read_jsonl
+from rag.language import DEFAULT_LANGUAGE, language
 from rag.passage import Chunk
 
-ARTICLES = re.compile(r"\b(a|an|the)\b")
 PUNCTUATION = set(string.punctuation)
 YES_NO = "yesno"  # the kind of a question answered yes or no: no answer string locates its evidence
 
 
-def normalize_answer(text: str) -> str:
-    """SQuAD v1.1 normalization: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in PUNCTUATION)
-    return " ".join(ARTICLES.sub(" ", text).split())
+def normalize_answer(text: str, language_code: str = DEFAULT_LANGUAGE) -> str:
+    """SQuAD v1.1 normalization: lower case, no punctuation, no articles (of ``language_code``), single spaces."""
+    lang = language(language_code)
+    text = text.lower()
+    if lang.elisions:  # before the apostrophe goes: "l'église" -> "église", not "léglise"
+        text = lang.elisions.sub(" ", text)
+    text = "".join(ch for ch in text if ch not in PUNCTUATION and ch not in lang.punctuation)
+    return " ".join(lang.articles.sub(" ", text).split())
 
 
-def matched_answers(text: str, answers: Sequence[str]) -> list[str]:
+def matched_answers(text: str, answers: Sequence[str], language_code: str = DEFAULT_LANGUAGE) -> list[str]:
     """The ``answers`` that occur in ``text`` as whole words, after normalization of both."""
-    padded = f" {normalize_answer(text)} "
-    return [answer for answer in answers if (words := normalize_answer(answer)) and f" {words} " in padded]
+    padded = f" {normalize_answer(text, language_code)} "
+    return [answer for answer in answers if (words := normalize_answer(answer, language_code)) and f" {words} " in padded]
 
 
 def question_fingerprint(question: str) -> str:
@@ -147,8 +155,9 @@ class GoldPassages:
             return document, []
         scores = {}
         for chunk_id in document:
-            found = matched_answers(self.chunks[chunk_id].text, item.answers)
+            chunk = self.chunks[chunk_id]
+            found = matched_answers(chunk.text, item.answers, chunk.language)
             if found:
-                scores[chunk_id] = (len(found), sum(len(normalize_answer(answer)) for answer in found))
+                scores[chunk_id] = (len(found), sum(len(normalize_answer(answer, chunk.language)) for answer in found))
         best = max(scores.values(), default=None)
         return document, [chunk_id for chunk_id, score in scores.items() if score == best]

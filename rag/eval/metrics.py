@@ -25,6 +25,10 @@ when a verdict makes several comparisons at once.
     0.3333
     >>> abstained("I don't know.")
     True
+    >>> abstained("Je ne sais pas.")
+    True
+    >>> exact_match("la poésie", ["poésie"], "fr")
+    1.0
 """
 
 from __future__ import annotations
@@ -36,37 +40,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.language import DEFAULT_LANGUAGE, LANGUAGES, language
 from rag.qa import normalize_answer
 
 
-# The preprompts ask the model to say "I don't know"; a small model paraphrases it, or repeats the
-# preprompt's own "the context does not contain the answer". Each branch is a wording seen in real outputs.
-ABSTENTION = re.compile(
-    r"\bi (?:don['’]?t|do not) know\b"
-    r"|\b(?:context|passages?|text|documents?|sources?) (?:does not|doesn['’]?t|do not|don['’]?t) "
-    r"(?:contain|mention|say|state|provide|specify|include|give)\b"
-    r"|\bnot (?:in|mentioned in|given in|stated in|provided in|found in|specified in|included in) the "
-    r"(?:context|passages?|text|documents?)\b"
-    r"|\b(?:there is|there's|i have|i found) no (?:information|mention|answer)\b"
-    r"|\bcan(?:not|['’]?t) (?:answer|be answered|be determined|determine|find)\b"
-    r"|\bnot enough information\b",
-    re.IGNORECASE,
-)
-# Function words carry no claim, so groundedness ignores them (SQuAD normalization already drops articles).
-STOPWORDS = frozenset(
-    "about above after again all also am and any are as at be because been before being below between both but by "
-    "can could did do does doing down during each few for from further had has have having he her here hers him his "
-    "how i if in into is it its just me more most my no nor not now of off on once only or other our out over own "
-    "same she should so some such than that their theirs them then there these they this those through to too under "
-    "until up very was we were what when where which while who whom why will with would you your".split()
-)
+# Declining in any supported language counts: a model may answer a French question in English.
+ABSTENTION = re.compile("|".join(f"(?:{lang.abstention})" for lang in LANGUAGES.values()), re.IGNORECASE)
 
 
-def exact_match(prediction: str, golds: Sequence[str]) -> float:
+def exact_match(prediction: str, golds: Sequence[str], language_code: str = DEFAULT_LANGUAGE) -> float:
     """1.0 if the normalized prediction equals any normalized gold answer, else 0.0."""
     if not golds:
         raise ValueError("exact match needs at least one gold answer (score unanswerable questions with abstained)")
-    return float(any(normalize_answer(prediction) == normalize_answer(gold) for gold in golds))
+    return float(any(normalize_answer(prediction, language_code) == normalize_answer(gold, language_code) for gold in golds))
 
 
 def _f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
@@ -77,28 +63,30 @@ def _f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def token_f1(prediction: str, golds: Sequence[str]) -> float:
+def token_f1(prediction: str, golds: Sequence[str], language_code: str = DEFAULT_LANGUAGE) -> float:
     """Best bag-of-tokens F1 between the normalized prediction and any gold answer."""
     if not golds:
         raise ValueError("token F1 needs at least one gold answer (score unanswerable questions with abstained)")
-    tokens = normalize_answer(prediction).split()
-    return max(_f1(tokens, normalize_answer(gold).split()) for gold in golds)
+    tokens = normalize_answer(prediction, language_code).split()
+    return max(_f1(tokens, normalize_answer(gold, language_code).split()) for gold in golds)
 
 
-def content_words(text: str) -> list[str]:
-    return [word for word in normalize_answer(text).split() if word not in STOPWORDS]
+def content_words(text: str, language_code: str = DEFAULT_LANGUAGE) -> list[str]:
+    """Words of ``text`` that carry a claim: function words carry none (normalization already drops articles)."""
+    function_words = language(language_code).function_words
+    return [word for word in normalize_answer(text, language_code).split() if word not in function_words]
 
 
-def groundedness(answer: str, contexts: Sequence[str]) -> float | None:
+def groundedness(answer: str, contexts: Sequence[str], language_code: str = DEFAULT_LANGUAGE) -> float | None:
     """Share of the answer's content words that occur in the retrieved context.
 
     ``None`` when there is no context (closed book) or the answer has no content
     word, so that such answers do not count as perfectly or not at all grounded.
     """
-    words = content_words(answer)
+    words = content_words(answer, language_code)
     if not contexts or not words:
         return None
-    context = set(normalize_answer(" ".join(contexts)).split())
+    context = set(normalize_answer(" ".join(contexts), language_code).split())
     return sum(word in context for word in words) / len(words)
 
 

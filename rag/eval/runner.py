@@ -43,6 +43,7 @@ from rag.eval.variants import NO_RETRIEVAL, GeneratorSpec, RetrieverSpec
 from rag.generate import Generation, Generator
 from rag.index import Index
 from rag.ingest import ingest  # the eval is an entry point: it builds the indexes it scores
+from rag.language import resolve_language
 from rag.prompt import Prompt, answer_text, build_prompt, load_few_shot
 from rag.qa import load_qa, question_fingerprint
 from rag.retrieve import Retrieved, Retriever
@@ -173,6 +174,7 @@ def score(
 ) -> Prediction:
     answer = answer_text(generation.text)
     golds = question.item.answers
+    language_code = resolve_language(generator.config.language, question.item.question)  # normalization's articles
     declined = abstained(answer)
     hits = run.hits[question.qid]
     return Prediction(
@@ -190,10 +192,10 @@ def score(
         prompt_tokens=len(prompt.input_ids) + virtual_tokens,
         latency_s=round(overhead_s + generation.seconds, 4),
         peak_rss_mb=round(peak_rss_mb(), 1),
-        exact_match=exact_match(answer, golds) if golds else None,
-        f1=token_f1(answer, golds) if golds else None,
+        exact_match=exact_match(answer, golds, language_code) if golds else None,
+        f1=token_f1(answer, golds, language_code) if golds else None,
         # "I don't know" makes no claim, so it is neither grounded nor ungrounded.
-        groundedness=None if declined else groundedness(answer, [passage.text for passage in prompt.passages]),
+        groundedness=None if declined else groundedness(answer, [passage.text for passage in prompt.passages], language_code),
         abstained=declined,
         kind=question.item.kind,
     )
@@ -213,7 +215,7 @@ def answer_questions(
     name = f"{retriever.name}+{spec.name}" + (" (probe)" if suite == "probe" else "")
     began = time.perf_counter()
     config = spec.config.override({"retriever": retriever.method})
-    examples = load_few_shot(config)
+    examples = load_few_shot(config) if config.few_shot_file else None  # None: built-in ones in each question's language
     prompts = [
         build_prompt(q.item.question, [hit.chunk for hit in run.hits[q.qid][: config.k]], generator.tokenizer, config, examples)
         for q in questions

@@ -17,6 +17,7 @@ and drop), :func:`load_and_chunk`, then embedding and :func:`rag.index.write_gen
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +31,7 @@ from rag.embed import embed_texts, load_embedder
 from rag.index import FileRecord, Index, Manifest, write_generation, writer_lock
 from rag.ingest.chunking import chunk_pages, make_splitter
 from rag.ingest.loaders import LoadError, is_supported, load_file
+from rag.language import resolve_language
 from rag.models import embedder_source
 from rag.passage import Chunk
 
@@ -96,13 +98,14 @@ def plan_changes(files: list[Path], old: Index | None, fingerprint: str, config:
     """Keep the chunks of unchanged files, read new and changed ones, count removed ones.
 
     Files indexed earlier from other folders stay, as long as they exist. A
-    different embedder or chunking makes nothing reusable.
+    different embedder, chunking or language setting makes nothing reusable.
     """
     reusable = old is not None and (
         old.manifest.embedder_fingerprint,
         old.manifest.chunk_tokens,
         old.manifest.chunk_overlap,
-    ) == (fingerprint, config.chunk_tokens, config.chunk_overlap)
+        old.manifest.language,
+    ) == (fingerprint, config.chunk_tokens, config.chunk_overlap, config.language)
     old_files = old.files() if old else {}
     given = set(files)
     files = files + [Path(s) for s in old_files if Path(s).is_file() and Path(s) not in given]
@@ -127,6 +130,16 @@ def plan_changes(files: list[Path], old: Index | None, fingerprint: str, config:
     return changes
 
 
+def label_languages(chunks: list[Chunk], setting: str) -> list[Chunk]:
+    """The chunks of one file, each with its language (``Config.language``: ``auto`` or a fixed code).
+
+    ``auto`` detects each chunk's language; a chunk with no evidence (a table of
+    numbers, a list of names) takes its file's.
+    """
+    document = resolve_language(setting, "\n".join(c.text for c in chunks))
+    return [dataclasses.replace(c, language=resolve_language(setting, c.text, default=document)) for c in chunks]
+
+
 def load_and_chunk(
     to_read: list[tuple[Path, bytes, str]], tokenizer, config: Config, summary: IngestSummary, show_progress: bool
 ) -> tuple[list[Chunk], list[FileRecord]]:
@@ -135,7 +148,7 @@ def load_and_chunk(
     chunks, records = [], []
     for path, data, sha256 in tqdm(to_read, desc="reading", unit="file", disable=not show_progress):
         try:
-            file_chunks = chunk_pages(str(path), load_file(path, data, config.pdf_password), splitter)
+            file_chunks = label_languages(chunk_pages(str(path), load_file(path, data, config.pdf_password), splitter), config.language)
         except LoadError as error:
             summary.skipped.append(Skipped(str(path), str(error)))
             continue
@@ -191,6 +204,7 @@ def ingest(
                 index_type=config.index_type,
                 num_chunks=total,
                 num_files=len(records),
+                language=config.language,
             )
             chunks = changes.kept_chunks + new_chunks
             write_generation(index_dir, chunks, np.concatenate([old_vectors, new_vectors]), records, manifest, config)
