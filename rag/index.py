@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import math
 import shutil
 import sqlite3
@@ -43,6 +44,8 @@ from rag.runtime import atomic_folder, atomic_write_text
 
 # 2: chunks carry their language; BM25 terms are stemmed and stop-worded per language.
 FORMAT_VERSION = 2
+# bm25s sets its own logger to DEBUG at import, so each index build would log "Building index from tokens".
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 class IndexStoreError(Exception):

@@ -59,6 +59,7 @@ class PromptText:
     closed_book: str  # without retrieval
     context_label: str
     question_label: str
+    answer_label: str  # ends a plain-text prompt (a base model without chat template)
     no_passages: str
     few_shot: tuple[FewShotExample, ...]  # generic, invented: they teach the answer format, not any domain fact
 
@@ -72,6 +73,7 @@ ENGLISH_PROMPT = PromptText(
     closed_book="Answer the question in a few words. If you do not know, say: I don't know.",
     context_label="Context:",
     question_label="Question:",
+    answer_label="Answer:",
     no_passages="(no passages found)",
     few_shot=(
         FewShotExample(
@@ -107,6 +109,7 @@ FRENCH_PROMPT = PromptText(
     closed_book="Réponds à la question en français, en quelques mots. Si tu ne sais pas, dis : Je ne sais pas.",
     context_label="Contexte :",
     question_label="Question :",
+    answer_label="Réponse :",
     no_passages="(aucun passage trouvé)",
     few_shot=(
         FewShotExample(
@@ -233,7 +236,25 @@ def build_messages(
     return messages
 
 
-def render(tokenizer, messages: list[dict]) -> list[int]:
+def plain_text(messages: list[dict], answer_label: str) -> str:
+    """The turns as plain text for a base model: each user turn, each answer after ``answer_label``, then the label.
+
+    >>> plain_text([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Question: 2+2?"}], "Answer:")
+    'Be brief.\n\nQuestion: 2+2?\nAnswer:'
+    """
+    blocks: list[str] = []
+    for message in messages:
+        if message["role"] == "assistant":
+            blocks[-1] += f"\n{answer_label} {message['content']}"
+        else:
+            blocks.append(message["content"])
+    return "\n\n".join(blocks) + f"\n{answer_label}"
+
+
+def render(tokenizer, messages: list[dict], answer_label: str = ENGLISH_PROMPT.answer_label) -> list[int]:
+    """Prompt token ids: the chat template, or plain text (:func:`plain_text`) for a model without one."""
+    if tokenizer.chat_template is None:
+        return list(tokenizer(plain_text(messages, answer_label))["input_ids"])
     return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
 
 
@@ -249,17 +270,18 @@ def build_prompt(
     ``examples`` default to ``load_few_shot`` in the question's language.
     """
     language_code = prompt_language(question, config)
+    texts = prompt_text(language_code)
     examples = load_few_shot(config, language_code) if examples is None else examples
     budget = config.context_tokens
     if config.retriever == CLOSED_BOOK:
         if passages:
             raise ValueError(f"retriever {CLOSED_BOOK!r} (closed book) takes no passages, got {len(passages)}")
         messages = build_messages(question, [], config, examples, language_code)
-        ids = render(tokenizer, messages)
+        ids = render(tokenizer, messages, texts.answer_label)
         _check_fits(len(ids), budget)
         return Prompt(messages, ids, [], 0, False)
 
-    base = len(render(tokenizer, build_messages(question, [], config, examples, language_code)))
+    base = len(render(tokenizer, build_messages(question, [], config, examples, language_code), texts.answer_label))
     _check_fits(base, budget)
     room = budget - base
     blocks: list[str] = []
@@ -279,7 +301,7 @@ def build_prompt(
     # Token merges at block boundaries can shift the count slightly: drop passages until it fits.
     while True:
         messages = build_messages(question, blocks, config, examples, language_code)
-        ids = render(tokenizer, messages)
+        ids = render(tokenizer, messages, texts.answer_label)
         if len(ids) <= budget or not blocks:
             break
         blocks.pop()

