@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,12 +29,14 @@ from tqdm.auto import tqdm
 
 from rag.config import Config
 from rag.embed import embed_texts, load_embedder
-from rag.index import FileRecord, Index, Manifest, write_generation, writer_lock
+from rag.index import FileRecord, Index, IndexStoreError, Manifest, write_generation, writer_lock
 from rag.ingest.chunking import chunk_pages, make_splitter
 from rag.ingest.loaders import LoadError, is_supported, load_file
 from rag.language import resolve_language
 from rag.models import embedder_source
 from rag.passage import Chunk
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["IngestSummary", "NothingToIndex", "Skipped", "ingest"]
 
@@ -158,6 +161,17 @@ def load_and_chunk(
     return chunks, records
 
 
+def previous_generation(index_dir: Path) -> Index | None:
+    """The live generation to update; None to build from scratch (no index yet, or one this version cannot read)."""
+    if not (index_dir / "CURRENT").is_file():
+        return None
+    try:
+        return Index.open(index_dir)
+    except IndexStoreError as error:  # an older format or a damaged manifest: re-reading the files rebuilds it
+        logger.warning("rebuilding %s from its files: %s", index_dir, error)
+        return None
+
+
 def ingest(
     paths: list[str | Path],
     index_dir: str | Path,
@@ -172,7 +186,7 @@ def ingest(
     summary = IngestSummary(index=str(index_dir))
     files, summary.skipped = discover(paths)
     with writer_lock(index_dir):
-        old = Index.open(index_dir) if (index_dir / "CURRENT").is_file() else None
+        old = previous_generation(index_dir)
         fingerprint = embedder_source(config.embedder).fingerprint()
         changes = plan_changes(files, old, fingerprint, config, summary)
         new_chunks, new_records = [], []
