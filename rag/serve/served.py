@@ -114,7 +114,10 @@ def from_report(folder: str | Path, combination: str | None = None, adjust: Call
     from rag.eval.variants import GENERATORS, RETRIEVERS
 
     folder = Path(folder)
-    settings = EvalConfig.from_dict(_read_json(folder / "settings.json", "re-run the eval"))
+    recorded = _read_json(folder / "settings.json", "re-run the eval").get("settings")  # beside the fingerprints
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{folder / 'settings.json'} was written by an older rag.eval; re-run the eval")
+    settings = EvalConfig.from_dict(recorded)
     report = _read_json(folder / "report.json", "re-run the eval to rebuild it")
     scored = [c["combination"] for c in report.get("combinations", [])]
     name = combination or picked_combination(report)
