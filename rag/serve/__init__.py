@@ -31,8 +31,11 @@ logger = logging.getLogger(__name__)
 
 def serve(served: Served, settings: ServeConfig) -> None:
     """Bind, load the models once, then answer until interrupted."""
-    from rag.serve.app import create_app
-    from rag.serve.server import bind, is_loopback, run, url_of
+    try:
+        from rag.serve.app import create_app
+        from rag.serve.server import bind, is_loopback, run, url_of
+    except ImportError as error:
+        raise ImportError(f"python -m rag serve needs FastAPI and uvicorn ({error}): run `make setup` or pip install 'rag-lab[serve]'") from error
 
     settings.check()
     sock = bind(settings.host, settings.port)  # before loading the models: a taken port fails at once

@@ -208,7 +208,7 @@ def create_app(served: Served, settings: ServeConfig = ServeConfig(), engine: En
         except LookupError as error:
             raise ApiError(404, str(error.args[0]), "model_not_found") from None
         job = submit(job_request(question, retriever, body.k, body.max_completion_tokens or body.max_tokens))
-        model = f"{retriever}+{served.generator}"
+        model = served.name if retriever == served.retriever else f"{retriever}+{served.generator}"
         try:
             if not body.stream:
                 done = await wait_done(job, request)

@@ -48,6 +48,7 @@ class Served:
     generator: str  # the eval's generator name (generator_label)
     pipeline: Pipeline
     report: Path | None = None  # the eval report folder shown at /report
+    combination: str | None = None  # the report's name for it (dense-ft searches with the dense method)
 
     @property
     def retriever(self) -> str:
@@ -55,7 +56,7 @@ class Served:
 
     @property
     def name(self) -> str:
-        return f"{self.retriever}+{self.generator}"
+        return self.combination or f"{self.retriever}+{self.generator}"
 
     @property
     def retrievers(self) -> list[str]:
@@ -67,7 +68,7 @@ class Served:
     @property
     def model_ids(self) -> list[str]:
         """The served combination first, then the same generator behind the other retrievers."""
-        return [f"{retriever}+{self.generator}" for retriever in self.retrievers]
+        return [self.name, *(f"{retriever}+{self.generator}" for retriever in self.retrievers[1:])]
 
     def retriever_of(self, model: str | None) -> str:
         """The retriever a request's ``model`` names; ``LookupError`` for a model this server does not run."""
@@ -149,4 +150,4 @@ def from_report(folder: str | Path, combination: str | None = None, adjust: Call
         index = Path(settings.index) if settings.index else folder / "index"
     logger.info("serving %s from %s (index %s, adapter %s)", name, folder, index or "none", generator.adapter or "none")
     pipeline = Pipeline(index, config, adapter=generator.adapter)
-    return Served(generator_name, pipeline, report=folder)
+    return Served(generator_name, pipeline, report=folder, combination=name)
