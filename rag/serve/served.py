@@ -109,8 +109,9 @@ def from_report(folder: str | Path, combination: str | None = None, adjust: Call
     artifact paths are read as the eval wrote them, from the current directory.
     """
     # Imported here: the eval package (its charts, bootstrap) is only needed to serve a report.
-    from rag.eval.artifacts import ARTIFACT_FIELDS, Artifacts, Unavailable, artifact_flag, load_artifact
-    from rag.eval.config import EvalConfig
+    from rag.eval.artifacts import Artifacts, Unavailable, artifact_flag, given_folders, load_artifact
+    from rag.eval.config import ARTIFACT_FIELDS, EvalConfig
+    from rag.eval.plan import model_label
     from rag.eval.variants import GENERATORS, RETRIEVERS
 
     folder = Path(folder)
@@ -123,24 +124,27 @@ def from_report(folder: str | Path, combination: str | None = None, adjust: Call
     name = combination or picked_combination(report)
     if name not in scored:
         raise ValueError(f"{folder} scored no combination {name!r}; choose one of {', '.join(scored) or '(none)'}")
-    retriever_name, _, generator_name = name.partition("+")
+    retriever_name, _, variant = name.partition("+")
+    generator_name, _, label = variant.partition("@")  # NAME@MODEL when the eval crossed several models
+    models = settings.models or (settings.rag.generator,)
+    model = next((m for m in models if model_label(m) == label), models[0])
     if retriever_name not in RETRIEVERS or generator_name not in GENERATORS:
         raise ValueError(f"{name!r} is not a retriever+generator pair of this version of rag.eval")
 
     # Only the artifacts this combination needs must still exist; the others may be gone.
-    loaded, errors = {}, {}
+    loaded, errors = {key: [] for key in ARTIFACT_FIELDS}, []
     for key in ARTIFACT_FIELDS:
-        if getattr(settings, key):
+        for path in given_folders(settings, key):
             try:
-                loaded[key] = load_artifact(artifact_flag(key), getattr(settings, key))
+                loaded[key].append(load_artifact(artifact_flag(key), path))
             except (FileNotFoundError, ValueError) as error:
-                errors[key] = error
-    artifacts = Artifacts(**loaded, has_corpus=True)
+                errors.append(error)
+    artifacts = Artifacts.matching(loaded, model, models, has_corpus=True)
     try:
         retriever = RETRIEVERS[retriever_name](artifacts)
-        generator = GENERATORS[generator_name](settings.rag, artifacts)
+        generator = GENERATORS[generator_name](settings.rag.override({"generator": model}), artifacts)
     except Unavailable as error:
-        reason = next((str(e) for e in errors.values()), str(error))
+        reason = next((str(e) for e in errors), str(error))
         raise ValueError(f"cannot serve {name} from {folder}: {reason}") from None
 
     config = generator.config.override({"retriever": retriever.method})
