@@ -200,6 +200,8 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
     if settings.corpus_from_qa:
         items = write_qa_corpus(items, out / "corpus")
     questions = select(items, settings.split, settings.limit, settings.seed)
+    if not questions:
+        raise ValueError(f"no question of {settings.qa} is in --split {settings.split}; use --split all")
     probing = settings.probe and any(g.fine_tuned for g in generators)
     probes = select(load_qa(settings.probe), limit=settings.limit, seed=settings.seed, prefix="p") if probing else []
     check_resumable(out, settings)

@@ -104,13 +104,29 @@ def collate(batch: list[Sequence], pad_id: int, device) -> dict[str, torch.Tenso
     return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
+def scored_tokens(sequence: Sequence) -> int:
+    """Labels the loss covers: the model predicts token t+1 from position t, so the first label is never scored."""
+    return sum(label != IGNORE for label in sequence.labels[1:])
+
+
 def causal_task(model, tokenizer, sequences: tuple[list[Sequence], list[Sequence]], save, merge=None) -> Task:
-    """A Task whose loss is the causal LM cross-entropy over the labelled tokens (the model shifts labels)."""
+    """A Task whose loss is the causal LM cross-entropy over the labelled tokens (the model shifts labels).
+
+    On a CPU each sequence runs alone and the losses are combined weighted by
+    their scored tokens, which is exactly the padded batch's mean: attention over
+    a padded batch takes SDPA's masked path, with no fused CPU kernel, and on
+    ~700-token SQuAD prompts a padded batch of 4 took 4.5 times as long as the
+    four sequences one by one. On a GPU the padded batch is the fast path.
+    """
     device = next(model.parameters()).device
 
     def loss(batch: list[Sequence]):
-        inputs = collate(batch, tokenizer.pad_token_id, device)
-        return model(**inputs).loss, int(inputs["attention_mask"].sum())
+        if device.type != "cpu" or len(batch) == 1:
+            inputs = collate(batch, tokenizer.pad_token_id, device)
+            return model(**inputs).loss, int(inputs["attention_mask"].sum())
+        weights = [scored_tokens(sequence) for sequence in batch]
+        total = sum(model(**collate([sequence], tokenizer.pad_token_id, device)).loss * weight for sequence, weight in zip(batch, weights))
+        return total / max(1, sum(weights)), sum(len(sequence.input_ids) for sequence in batch)
 
     train, val = sequences
     return Task(model=model, train=train, val=val, loss=loss, save=save, merge=merge)

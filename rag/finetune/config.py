@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from rag.config import check_minimums
+
 
 @dataclass(frozen=True)
 class ModeDefaults:
@@ -83,10 +85,13 @@ class FinetuneConfig:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if not 0 <= self.distractors <= 1:
             raise ValueError(f"--distractors is a fraction between 0 and 1, got {self.distractors}")
-        for name in ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+        names = ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every")
+        check_minimums(self, dict.fromkeys(names, 1))
+        if self.mode == "embeddings" and self.batch_size == 1:
+            raise ValueError(
+                "embeddings trains with in-batch negatives: a batch of one pair has none and teaches nothing; "
+                "use --batch-size 2 or more"
+            )
         defaults = MODE_DEFAULTS[self.mode]
         return dataclasses.replace(
             self,
