@@ -48,7 +48,7 @@ class FinetuneConfig:
     index: str | None = None  # gold passages for QA without context, distractors, synthetic questions
     val_fraction: float = 0.25  # the eval stage holds out the same questions (rag.qa.split, same defaults)
     seed: int = 0
-    limit: int | None = None  # at most this many training and validation examples (tiny runs)
+    limit: int | None = None  # at most this many examples in all, split like the data (short runs; see limited)
 
     # --- optimisation (None = the mode's default)
     epochs: int | None = None
@@ -99,6 +99,20 @@ class FinetuneConfig:
             batch_size=self.batch_size or defaults.batch_size,
             epochs=self.epochs or defaults.epochs,
         )
+
+    def limited(self, train: list, val: list) -> tuple[list, list]:
+        """The first of ``train`` and ``val``: ``limit`` in all, ``val_fraction`` of them (at least one of each) held out.
+
+        So a short run's evaluation costs in proportion to its size: with
+        ``--limit 32`` the loss is validated on 8 examples, not on 32 or on all.
+
+            >>> FinetuneConfig("lora", "x", limit=32).limited(list(range(100)), list(range(100, 200)))[1][-1]
+            107
+        """
+        if not self.limit:
+            return train, val
+        held_out = max(1, round(self.limit * self.val_fraction))
+        return train[: max(1, self.limit - held_out)], val[:held_out]
 
     def hyperparameters(self) -> dict:
         """The values that shape training (recorded in run.json); paths and flags about the run itself are left out."""
