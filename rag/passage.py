@@ -27,3 +27,4 @@ class Chunk(Passage):
 
     start: int = 0  # character offsets of ``text`` within its page
     end: int = 0
+    language: str = "en"  # detected at ingest (rag.language); BM25 analyzes the chunk in it

@@ -76,8 +76,10 @@ class Pipeline:
         self.index = Index.open(index) if isinstance(index, (str, Path)) else index
         self.retriever = None if self.closed_book else Retriever(self.index, config, embedder_spec=embedder_spec)
         self.adapter = adapter
+        self.embedder_spec = embedder_spec
         self._generator = generator
-        self.examples = load_few_shot(config)
+        # A few-shot file is read once; the built-in examples follow each question's language.
+        self.examples = load_few_shot(config) if config.few_shot_file else None
 
     @property
     def closed_book(self) -> bool:
@@ -88,6 +90,29 @@ class Pipeline:
         if self._generator is None:
             self._generator = Generator.load(self.config, adapter=self.adapter)
         return self._generator
+
+    def refresh(self) -> bool:
+        """Reopen the index if its ``CURRENT`` names another generation than the one open; True if it did.
+
+        A long-running process (``python -m rag serve``) calls it between questions, so that a
+        re-ingest is picked up without a restart. The query embedder is kept when the new
+        generation was embedded by the same one.
+        """
+        if self.index is None or self.retriever is None:
+            return False
+        folder = self.index.folder.parent  # Index.open(dir) opens dir/gen-NNNNNN
+        try:
+            live = (folder / "CURRENT").read_text(encoding="utf-8").strip()
+        except OSError:
+            return False
+        if live == self.index.folder.name:
+            return False
+        index = Index.open(folder)
+        same_space = index.manifest.embedder_fingerprint == self.index.manifest.embedder_fingerprint
+        embedder = self.retriever._embedder if same_space else None  # None: loaded on the first dense search
+        self.retriever = Retriever(index, self.config, embedder_spec=self.embedder_spec, embedder=embedder)
+        self.index = index
+        return True
 
     def retrieve(self, questions: list[str]) -> list[list[Retrieved]]:
         """Hits per question, best first, from the index's newest generation; none in closed-book mode."""

@@ -1,6 +1,8 @@
-"""QA sets: load SQuAD v1.1 JSON or JSONL, and split them deterministically.
+"""QA sets: load SQuAD v1.1 JSON or JSONL, split them deterministically, find their gold passages.
 
-JSONL lines are ``{"question", "answers": [...], "source"?, "page"?, "context"?}``;
+JSONL lines are ``{"question", "answers": [...], "source"?, "page"?, "context"?, "kind"?, "also"?}``
+(``kind`` names the type of question: name, number, date, place, yesno, multi...; ``also`` lists
+the other files a multi-passage question needs);
 SQuAD v1.1 JSON gives each question its paragraph as ``context`` and the
 article title as ``source``. A malformed line is a ``ValueError`` naming the
 file and line.
@@ -9,19 +11,58 @@ The train/validation split hashes each question with a seed, so it does not
 depend on file order and every stage (fine-tuning, eval) agrees on which
 questions were held out and never trained on.
 
+Answers are compared after SQuAD normalization (Rajpurkar et al., 2016: lower
+case, no punctuation, no articles a/an/the, single spaces) and on word
+boundaries, so "9" is not found in "90 nights" nor "6" in "1956". French
+answers drop French articles instead, elided ones included (le, la, les, l',
+un, une, des, du, d'): see :mod:`rag.language`.
+
     >>> items = load_qa("corpora/vellmar-qa.jsonl")            # doctest: +SKIP
     >>> train, val = split(items, val_fraction=0.25, seed=0)   # doctest: +SKIP
+    >>> normalize_answer("The  Eiffel Tower!")
+    'eiffel tower'
+    >>> matched_answers("at least 90 nights on the island", ["nine", "9"])
+    []
+    >>> normalize_answer("L'Église d'Orla, la nuit", "fr")
+    'église orla nuit'
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.passage import Chunk
 from rag.jsonl import read_jsonl
+from rag.language import DEFAULT_LANGUAGE, language
+from rag.passage import Chunk
+
+PUNCTUATION = set(string.punctuation)
+YES_NO = "yesno"  # the kind of a question answered yes or no: no answer string locates its evidence
+
+
+def normalize_answer(text: str, language_code: str = DEFAULT_LANGUAGE) -> str:
+    """SQuAD v1.1 normalization: lower case, no punctuation, no articles (of ``language_code``), single spaces."""
+    lang = language(language_code)
+    text = text.lower()
+    if lang.elisions:  # before the apostrophe goes: "l'église" -> "église", not "léglise"
+        text = lang.elisions.sub(" ", text)
+    text = "".join(ch for ch in text if ch not in PUNCTUATION and ch not in lang.punctuation)
+    return " ".join(lang.articles.sub(" ", text).split())
+
+
+def matched_answers(text: str, answers: Sequence[str], language_code: str = DEFAULT_LANGUAGE) -> list[str]:
+    """The ``answers`` that occur in ``text`` as whole words, after normalization of both."""
+    padded = f" {normalize_answer(text, language_code)} "
+    return [answer for answer in answers if (words := normalize_answer(answer, language_code)) and f" {words} " in padded]
+
+
+def question_fingerprint(question: str) -> str:
+    """A short hash of a question's text (whitespace folded): run.json lists what was trained on by these."""
+    return hashlib.sha256(" ".join(question.split()).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -31,6 +72,8 @@ class QAItem:
     source: str | None = None  # gold document (path relative to the corpus, or a SQuAD title)
     page: int | None = None
     context: str | None = None  # gold passage, when the QA set carries one (SQuAD)
+    kind: str | None = None  # name, number, date, place, yesno, multi, other, unanswerable
+    also: tuple[str, ...] = ()  # other files a multi-passage question needs
 
 
 def load_qa(path: str | Path) -> list[QAItem]:
@@ -48,7 +91,9 @@ def _qa_item(row: dict) -> QAItem:
         answers = [answers]
     if not isinstance(row["question"], str) or not all(isinstance(a, str) for a in answers):
         raise TypeError("question must be a string and answers a list of strings")
-    return QAItem(row["question"], list(answers), row.get("source"), row.get("page"), row.get("context"))
+    return QAItem(
+        row["question"], list(answers), row.get("source"), row.get("page"), row.get("context"), row.get("kind"), tuple(row.get("also", ()))
+    )
 
 
 def _load_squad(path: Path, text: str) -> list[QAItem]:
@@ -85,9 +130,11 @@ def split(items: list, val_fraction: float = 0.25, seed: int = 0, key=lambda ite
 class GoldPassages:
     """Find a QA item's gold chunks among an index's chunks (listed in id order).
 
-    The gold document is the chunk source ending in ``/`` + ``item.source`` (on
-    ``item.page`` when it names one); its chunks that contain an answer,
-    case-insensitively, are the gold passages.
+    The gold document is the chunks whose source ends in ``/`` + ``item.source``
+    (on ``item.page`` when it names one). Its gold chunks are those holding the
+    most answers, then the longest ones, matched on word boundaries
+    (:func:`matched_answers`). A yes/no question has no answer string to match:
+    none of its chunks is singled out.
     """
 
     def __init__(self, chunks: list[Chunk]):
@@ -97,7 +144,7 @@ class GoldPassages:
             self.by_source.setdefault(chunk.source, []).append(chunk_id)
 
     def find(self, item: QAItem) -> tuple[list[int], list[int]]:
-        """(ids of the gold document's chunks, ids of those containing an answer)."""
+        """(ids of the gold document's chunks, ids of its gold chunks: none when no chunk holds an answer)."""
         suffix = "/" + (item.source or "").lstrip("/")
         document = [
             chunk_id
@@ -106,5 +153,13 @@ class GoldPassages:
             for chunk_id in ids
             if item.page is None or self.chunks[chunk_id].page == item.page
         ]
-        answers = [answer.lower() for answer in item.answers]
-        return document, [i for i in document if any(answer in self.chunks[i].text.lower() for answer in answers)]
+        if item.kind == YES_NO:
+            return document, []
+        scores = {}
+        for chunk_id in document:
+            chunk = self.chunks[chunk_id]
+            found = matched_answers(chunk.text, item.answers, chunk.language)
+            if found:
+                scores[chunk_id] = (len(found), sum(len(normalize_answer(answer, chunk.language)) for answer in found))
+        best = max(scores.values(), default=None)
+        return document, [chunk_id for chunk_id, score in scores.items() if score == best]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from rag.config import Config
 from rag.embed import embed_texts, for_index, load_embedder
 from rag.index import Index
+from rag.language import resolve_language
 from rag.passage import Chunk
 
 Ranking = list[tuple[int, float]]
@@ -89,8 +90,10 @@ def dense(retriever: Retriever, questions: list[str], depth: int) -> list[Rankin
 
 
 def bm25(retriever: Retriever, questions: list[str], depth: int) -> list[Ranking]:
+    # Each question is analyzed in its own language, as each chunk was at ingest.
+    languages = [resolve_language(retriever.config.language, question) for question in questions]
     # A chunk sharing no term with the question scores 0: it is not a match.
-    return [[(i, s) for i, s in ranking if s > 0] for ranking in _rankings(*retriever.index.search_bm25(questions, depth))]
+    return [[(i, s) for i, s in ranking if s > 0] for ranking in _rankings(*retriever.index.search_bm25(questions, depth, languages))]
 
 
 def reciprocal_rank_fusion(rankings: list[Ranking], rrf_k: int) -> Ranking:

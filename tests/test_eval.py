@@ -5,6 +5,7 @@ passages) and 8 new tokens.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -105,7 +106,7 @@ def test_split_sample_and_qids_are_stable():
 
 def test_gold_chunks_hold_the_answer_in_the_gold_file(vellmar_index):
     questions = select(load_qa(QA_FILE), limit=None)
-    gold = gold_chunk_ids(Index.open(vellmar_index), questions)
+    gold = gold_chunk_ids(Index.open(vellmar_index), questions).relevant
     index = Index.open(vellmar_index)
     first = questions[0]  # "On what date was the Tidewatch Cooperative set up?" -> about.md, "9 October 1891"
     chunks = index.chunks(gold[first.qid])
@@ -201,12 +202,59 @@ def test_report_files_and_contents(small_run):
         assert open(f"{out}/{chart}", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_every_number_in_report_json_is_recomputed_from_predictions(small_run):
+    config, _ = small_run
+    rows = [json.loads(line) for line in open(f"{config.out}/predictions.jsonl")]
+    saved = json.load(open(f"{config.out}/report.json"))
+
+    def mean(values):
+        return sum(values) / len(values) if values else None
+
+    def first_relevant_rank(row, k):
+        return next((rank for rank, cid in enumerate(row["retrieved"][:k], 1) if cid in row["relevant"]), None)
+
+    def dcg(row, k):
+        return sum(1 / math.log2(rank + 1) for rank, cid in enumerate(row["retrieved"][:k], 1) if cid in row["relevant"])
+
+    k = config.k
+    assert saved["questions"] == len({r["qid"] for r in rows if r["suite"] == "qa"})
+    for combo in saved["combinations"]:
+        mine = [r for r in rows if r["suite"] == "qa" and r["combination"] == combo["combination"]]
+        answerable = [r for r in mine if r["answers"]]
+        gold = [r for r in mine if r["relevant"]]
+        latencies = sorted(r["latency_s"] for r in mine)
+        assert combo["questions"] == len(mine) and combo["answerable"] == len(answerable)
+        assert combo["f1"]["mean"] == pytest.approx(mean([r["f1"] for r in answerable]))
+        assert combo["exact_match"]["mean"] == pytest.approx(mean([r["exact_match"] for r in answerable]))
+        assert combo["f1"]["low"] <= combo["f1"]["mean"] <= combo["f1"]["high"]
+        if combo["retriever"] == "none":
+            assert combo["recall"] is None and combo["mrr"] is None
+        else:
+            for cutoff in range(1, k + 1):
+                by_hand = mean([len(set(r["retrieved"][:cutoff]) & set(r["relevant"])) / len(set(r["relevant"])) for r in gold])
+                assert combo["recall"][cutoff - 1] == pytest.approx(by_hand)
+            assert combo["mrr"] == pytest.approx(mean([1 / rank if (rank := first_relevant_rank(r, k)) else 0.0 for r in gold]))
+            ideal = [sum(1 / math.log2(rank + 1) for rank in range(1, min(k, len(r["relevant"])) + 1)) for r in gold]
+            assert combo["ndcg"] == pytest.approx(mean([dcg(r, k) / best for r, best in zip(gold, ideal)]))
+        assert combo["groundedness"] == pytest.approx(mean([r["groundedness"] for r in mine if r["groundedness"] is not None]))
+        assert combo["abstention"] == pytest.approx(mean([float(r["abstained"]) for r in mine if not r["answers"]]))
+        assert combo["false_abstention"] == pytest.approx(mean([float(r["abstained"]) for r in answerable]))
+        assert combo["prompt_tokens"] == pytest.approx(mean([r["prompt_tokens"] for r in mine]))
+        assert combo["latency_p50_s"] == pytest.approx(latencies[len(latencies) // 2] if len(latencies) % 2 else
+                                                       (latencies[len(latencies) // 2 - 1] + latencies[len(latencies) // 2]) / 2)
+        assert combo["questions_per_s"] == pytest.approx(len(mine) / sum(latencies))
+        assert combo["peak_rss_mb"] == max(r["peak_rss_mb"] for r in mine)
+    best = max(saved["combinations"], key=lambda c: c["f1"]["mean"])
+    assert saved["verdict"]["best"] == best["combination"]
+
+
 def test_resume_generates_only_the_missing_answers(small_run, tmp_path, monkeypatch):
     config, report = small_run
     out = tmp_path / "resumed"
     out.mkdir()
     lines = open(f"{config.out}/predictions.jsonl").read().splitlines(keepends=True)
     (out / "predictions.jsonl").write_text("".join(lines[:5]) + lines[5][:40])  # killed mid-write
+    (out / "settings.json").write_text(open(f"{config.out}/settings.json").read())  # written before the first answer
     generated = []
     real = Generator.generate
     monkeypatch.setattr(Generator, "generate", lambda self, prompts: generated.extend(prompts) or real(self, prompts))
@@ -219,6 +267,49 @@ def test_resume_generates_only_the_missing_answers(small_run, tmp_path, monkeypa
     run_eval(config.override({"out": str(out)}), progress=False)
     with pytest.raises(ValueError, match="other k"):
         run_eval(config.override({"out": str(out), "k": 5}), progress=False)
+
+
+def test_resume_refuses_answers_made_from_another_qa_file(tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(QA_FILE.read_text())
+    config = settings(tmp_path / "out", qa=str(qa), retrievers="none", generators="base", limit=1, probe="")
+    run_eval(config, progress=False)
+    lines = qa.read_text().splitlines()
+    qa.write_text("\n".join([lines[1], lines[0], *lines[2:]]) + "\n")  # two questions swap ids
+    with pytest.raises(ValueError, match="QA file"):
+        run_eval(config, progress=False)
+
+
+def test_resume_refuses_answers_made_by_an_artifact_retrained_in_place(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from rag.models import load_generator
+
+    model, _ = load_generator(Config())
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "lora")
+    run_json = tmp_path / "lora" / "run.json"
+    run_json.write_text(json.dumps({"mode": "lora", "wall_seconds": 1.0, "train_questions": []}))
+    config = settings(tmp_path / "out", retrievers="none", generators="lora", adapter=str(tmp_path / "lora"), limit=1, probe="")
+    run_eval(config, progress=False)
+    run_json.write_text(json.dumps({"mode": "lora", "wall_seconds": 2.0, "train_questions": []}))  # retrained
+    with pytest.raises(ValueError, match="--adapter"):
+        run_eval(config, progress=False)
+
+
+def test_an_artifact_trained_on_the_scored_questions_is_refused(tmp_path, vellmar_index):
+    from rag.finetune.__main__ import main as finetune_main
+
+    embedder = tmp_path / "embedder"
+    code = finetune_main(["embeddings", "--qa", str(QA_FILE), "--index", str(vellmar_index), "--out", str(embedder),
+                          "--seed", "1", "--batch-size", "2", "--max-steps", "1"])
+    record = json.loads((embedder / "run.json").read_text())
+    assert code == 0 and len(record["train_questions"]) == record["train_examples"]
+    config = settings(tmp_path / "eval", index=str(vellmar_index), retrievers="dense-ft", generators="base",
+                      embedder=str(embedder), split="val", limit=2)
+    pattern = rf"--embedder {embedder}: trained on \d+ of the \d+ questions.*seed 1.*val_fraction 0.25.*split val, split_seed 0"
+    with pytest.raises(ValueError, match=pattern):
+        run_eval(config, progress=False)
+    run_eval(config.override({"split_seed": 1}), progress=False)  # the split it was trained with: no overlap
 
 
 def test_fine_tuned_artifacts_and_forgetting_probe(tmp_path, vellmar_index, embedder):

@@ -19,7 +19,7 @@ import torch
 from rag.config import Config
 from rag.finetune import MODES, FinetuneConfig, finetune
 from rag.finetune.__main__ import main
-from rag.finetune.synthetic import is_good_question
+from rag.index import Index
 from rag.embed import embed_texts, load_embedder
 from rag.ingest import ingest
 from rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k
@@ -145,22 +145,42 @@ def test_synthetic_pairs_are_saved_and_trained_on(index_dir, tmp_path):
     out = tmp_path / "synthetic"
     run("embeddings", out, "--synthetic", "--index", str(index_dir), "--limit", "3", "--batch-size", "2", "--max-steps", "1")
     rows = [json.loads(line) for line in (out / "data" / "synthetic-pairs.jsonl").read_text().splitlines()]
-    assert rows and all(is_good_question(row["query"], row["positive"]) for row in rows)
+    chunks = {chunk.text for chunk in Index.open(index_dir).chunks()}
+    questions = [row["query"].lower() for row in rows]
+    assert rows and all(row["positive"] in chunks for row in rows)  # each question is about a real chunk
+    assert len(set(questions)) == len(questions) and all(q.endswith("?") for q in questions)
+    assert not any(q.rstrip("?") in row["positive"].lower() for q, row in zip(questions, rows))  # not copied out
 
 
 # ---------------------------------------------------------------------------- resume and bad input
 
 
-def test_resume_continues_from_the_checkpoint(index_dir, tmp_path):
-    out = tmp_path / "resumed"
-    flags = ["--qa", str(VELLMAR_QA), "--index", str(index_dir), "--limit", "4", "--batch-size", "2"]
-    first = run("embeddings", out, *flags, "--max-steps", "2")
-    assert (out / "checkpoints" / "step-000002").is_dir()
-    second = run("embeddings", out, *flags, "--max-steps", "4", "--resume")
-    assert second["resumed_from_step"] == 2 and second["steps"] == 4
-    assert second["train_losses"][:2] == first["train_losses"]  # steps 1-2 were not run again
-    assert second["metrics"]["before"] == first["metrics"]["before"]
-    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000004"]
+def test_an_interrupted_run_resumes_to_the_same_weights_and_losses(index_dir, tmp_path, monkeypatch):
+    from rag.finetune import trainer
+
+    flags = ["--qa", str(VELLMAR_QA), "--index", str(index_dir), "--limit", "8", "--batch-size", "2", "--max-steps", "4"]
+    straight = run("embeddings", tmp_path / "straight", *flags)
+
+    real = trainer.lr_factor
+
+    def interrupt_at_step_3(step: int, total: int, warmup: int) -> float:
+        if step == 2:
+            raise KeyboardInterrupt  # Ctrl-C before the third optimizer step
+        return real(step, total, warmup)
+
+    monkeypatch.setattr(trainer, "lr_factor", interrupt_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        main(["embeddings", "--out", str(tmp_path / "resumed"), *flags])
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()] == ["step-000002"]
+    resumed = run("embeddings", tmp_path / "resumed", *flags, "--resume")
+    assert resumed["resumed_from_step"] == 2 and resumed["steps"] == 4
+    assert resumed["train_losses"] == pytest.approx(straight["train_losses"], abs=1e-5)
+    assert [step for step, _ in resumed["val_losses"]] == [step for step, _ in straight["val_losses"]]
+    assert [loss for _, loss in resumed["val_losses"]] == pytest.approx([loss for _, loss in straight["val_losses"]], abs=1e-5)
+    weights = [load_embedder(Config(embedder=str(tmp_path / name)), for_training=True).state_dict() for name in ("straight", "resumed")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.allclose(weights[0][name], weights[1][name], atol=1e-6) for name in weights[0])
 
 
 def test_malformed_pairs_line_is_named(tmp_path):

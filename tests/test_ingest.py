@@ -146,6 +146,18 @@ def test_queries_with_another_embedder_are_refused(tmp_path, vellmar_index, conf
         Retriever(Index.open(copy), config)
 
 
+def test_an_index_of_an_older_format_is_rebuilt_by_the_next_ingest(tmp_path, config, embedder):
+    ingest([CORPUS / "about.md"], tmp_path / "index", config, embedder=embedder)
+    manifest_path = Index.open(tmp_path / "index").folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format_version"] = 1  # as written before chunks recorded their language
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexStoreError, match="re-ingest it"):
+        Index.open(tmp_path / "index")
+    summary = ingest([CORPUS / "about.md"], tmp_path / "index", config, embedder=embedder)
+    assert summary.files_read == 1 and Index.open(tmp_path / "index").manifest.num_chunks == summary.chunks_total
+
+
 def test_missing_index_says_how_to_build_one(tmp_path):
     with pytest.raises(IndexStoreError, match="python -m rag.ingest"):
         Index.open(tmp_path / "nowhere")

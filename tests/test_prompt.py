@@ -3,7 +3,7 @@
 import pytest
 
 from rag import Index, Retriever
-from rag.prompt import BUILTIN_FEW_SHOT, build_prompt, load_few_shot
+from rag.prompt import BUILTIN_FEW_SHOT, ENGLISH_PROMPT, build_prompt, load_few_shot
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def hits(vellmar_index, config, embedder):
 def test_passages_are_numbered_in_rank_order(hits, generator, config):
     prompt = build_prompt("What happens at the Lantern Fair?", hits[:3], generator.tokenizer, config, [])
     user = prompt.messages[-1]["content"]
-    assert prompt.messages[0] == {"role": "system", "content": config.preprompt}
+    assert prompt.messages[0] == {"role": "system", "content": ENGLISH_PROMPT.preprompt}  # the default: the question's language
     positions = [user.index(f"[{n}] ") for n in (1, 2, 3)]
     assert positions == sorted(positions)
     assert user.endswith("Question: What happens at the Lantern Fair?")

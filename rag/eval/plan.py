@@ -52,5 +52,22 @@ def plan(settings: EvalConfig) -> tuple[list[RetrieverSpec], list[GeneratorSpec]
         raise ValueError(f"give one of --corpus, --index and --corpus-from-qa, not {' and '.join(given)}")
     artifacts = Artifacts.of(settings)
     retrievers, skipped_r = _select("retriever", settings.retrievers, RETRIEVERS, lambda variant: variant(artifacts))
-    generators, skipped_g = _select("generator", settings.generators, GENERATORS, lambda variant: variant(settings.rag, artifacts))
+    models = settings.models or (settings.rag.generator,)
+    generators, skipped_g = [], []
+    for number, model in enumerate(dict.fromkeys(models)):
+        config = settings.rag.override({"generator": model})
+        specs, skipped = _select("generator", settings.generators, GENERATORS, lambda variant: variant(config, artifacts))
+        if number:
+            # A fine-tuned artifact was trained from one model, the first listed: the others get the untrained adaptations.
+            specs = [spec for spec in specs if not spec.fine_tuned]
+        elif skipped:
+            skipped_g += skipped
+        if len(models) > 1:
+            specs = [spec.labelled(model_label(model)) for spec in specs]
+        generators += specs
     return retrievers, generators, skipped_r + skipped_g
+
+
+def model_label(model: str) -> str:
+    """A generator model spec as a variant suffix: the package name, or the folder's name."""
+    return model.removeprefix("package:").rstrip("/").rsplit("/", 1)[-1]

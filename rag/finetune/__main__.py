@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(modes, "--lora-r", type=int)
     option(modes, "--lora-alpha", type=int)
     option(modes, "--lora-dropout", type=float)
-    option(modes, "--lora-targets", 'comma-separated module names or "all-linear"')
+    option(modes, "--lora-targets", '"auto" (attention and MLP projections found in the model), comma-separated module names or "all-linear"')
     option(modes, "--merge", "lora: also write DIR/merged, a plain model folder", action="store_true")
     option(modes, "--virtual-tokens", "prompt-tuning: soft prompt length", type=int)
     option(modes, "--init-text", "prompt-tuning: text the soft prompt starts from (default: the preprompt)")

@@ -37,7 +37,7 @@ from rag.finetune.synthetic import paraphrase
 from rag.finetune.trainer import Task
 from rag.passage import Passage
 from rag.prompt import build_prompt
-from rag.qa import is_validation, split
+from rag.qa import is_validation, matched_answers, split
 
 IGNORE = -100  # label value the cross-entropy skips
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def supervised_sequence(example: Example, pool: list[Passage], tokenizer, config
     # Seeded by the question, so an example looks the same in every epoch and after --resume.
     rng = random.Random(hashlib.sha256(f"{settings.seed}:{example.query}".encode()).digest())
     # A distractor holding the answer would make the citation ambiguous.
-    candidates = [p for p in pool if p.text != example.positive and not any(a.lower() in p.text.lower() for a in example.answers)]
+    candidates = [p for p in pool if p.text != example.positive and not matched_answers(p.text, example.answers)]
     passages = rng.sample(candidates, min(settings.passages - 1, len(candidates)))
     # The same seeded hash as the validation split picks the oracle-free fraction deterministically.
     if not (settings.distractors and is_validation(f"distractors:{example.query}", settings.distractors, settings.seed)):
@@ -62,7 +62,8 @@ def supervised_sequence(example: Example, pool: list[Passage], tokenizer, config
     prompt = build_prompt(example.query, passages, tokenizer, config)
     gold = [n for n, passage in enumerate(prompt.passages, 1) if passage.text == example.positive]
     answer = example.answers[0] + (f" [{gold[0]}]" if gold else "")  # nothing to cite when the gold passage is absent
-    target = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]  # eos = <|im_end|>: stop there
+    spaced = answer if tokenizer.chat_template else " " + answer  # a plain-text prompt ends "Answer:"
+    target = tokenizer(spaced + tokenizer.eos_token, add_special_tokens=False)["input_ids"]  # eos = <|im_end|>: stop there
     return Sequence(prompt.input_ids + target, [IGNORE] * len(prompt.input_ids) + target)
 
 

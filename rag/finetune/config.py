@@ -72,7 +72,9 @@ class FinetuneConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    lora_targets: str = "q_proj,v_proj"  # comma-separated module names, or "all-linear"
+    # "auto": every linear projection of the attention and MLP blocks, found by name in the model
+    # (rag.finetune.lora.lora_target_modules), whatever the architecture; or comma-separated names, or "all-linear".
+    lora_targets: str = "auto"
     virtual_tokens: int = 20  # Lester et al. 2021: gains flatten past about 20 tokens
     init_text: str | None = None  # soft prompt initialisation; None = the preprompt
     merge: bool = False  # lora: also write out/merged, the adapter folded into the weights

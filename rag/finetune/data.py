@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -32,6 +33,8 @@ from rag.finetune.synthetic import synthetic_pairs
 from rag.index import Index
 from rag.passage import Chunk, Passage
 from rag.qa import GoldPassages, QAItem, load_qa, split
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ def examples_from_qa(items: list[QAItem], index: Index | None, config: Config) -
 
 
 def _gold_chunks(items: list[QAItem], index: Index, config: Config) -> dict[str, Chunk]:
-    """question -> gold chunk: in the item's source file (and page), containing an answer, else the closest."""
+    """question -> gold chunk: in the item's source file (and page), holding the most answers, else the closest."""
     chunks = index.chunks()
     finder = GoldPassages(chunks)
     gold, unmatched = {}, []
@@ -87,6 +90,8 @@ def _gold_chunks(items: list[QAItem], index: Index, config: Config) -> dict[str,
         elif ids:
             unmatched.append((item, ids))
     if unmatched:  # no chunk holds the answer verbatim: the chunk of that file closest to the question
+        logger.info("%d of %d questions have no chunk holding an answer in their source file (yes/no or paraphrased "
+                    "answers): the chunk closest to the question stands in", len(unmatched), len(items))
         embedder = load_embedder(for_index(index.manifest, config))
         questions = embed_texts(embedder, [item.question for item, _ in unmatched], config.embed_batch_size)
         vectors = index.embeddings()

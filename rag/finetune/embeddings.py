@@ -35,6 +35,7 @@ from rag.finetune.data import Data
 from rag.finetune.examples import Example
 from rag.finetune.trainer import Task
 from rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k
+from rag.qa import matched_answers
 
 CUTOFFS = (1, 5, 10)
 OTHERS_PER_LIMIT, MIN_OTHERS = 4, 16  # passages ranked besides the positives when --limit is given
@@ -94,7 +95,7 @@ def mine_hard_negatives(model, examples: list[Example], corpus: list[str], batch
         candidates = (
             corpus[row]
             for row in ranking
-            if corpus[row] != example.positive and not any(a.lower() in corpus[row].lower() for a in example.answers)
+            if corpus[row] != example.positive and not matched_answers(corpus[row], example.answers)
         )
         mined.append(dataclasses.replace(example, negative=example.negative or next(candidates, None)))
     return mined

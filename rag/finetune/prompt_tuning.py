@@ -17,6 +17,8 @@ from rag.finetune.causal import causal_task, generator_sequences
 from rag.finetune.config import FinetuneConfig
 from rag.finetune.data import Data
 from rag.finetune.trainer import Task
+from rag.language import resolve_language
+from rag.prompt import preprompt
 from rag.models import float_generator_folder, load_generator
 
 
@@ -29,7 +31,8 @@ def build(settings: FinetuneConfig, config: Config, data: Data) -> Task:
         task_type="CAUSAL_LM",
         num_virtual_tokens=settings.virtual_tokens,
         prompt_tuning_init=PromptTuningInit.TEXT,
-        prompt_tuning_init_text=settings.init_text or config.preprompt,
+        # The preprompt in the training questions' language, as the prompts it trains on.
+        prompt_tuning_init_text=settings.init_text or preprompt(config, resolve_language(config.language, " ".join(e.query for e in data.train))),
         tokenizer_name_or_path=str(float_generator_folder(config)),
     )
     model = get_peft_model(model, soft_prompt)

@@ -25,6 +25,7 @@ from rag.finetune.config import FinetuneConfig
 from rag.finetune.data import Data, load_data
 from rag.finetune.trainer import Task, save_loss_plot, train
 from rag.models import resolve_device
+from rag.qa import question_fingerprint
 from rag.runtime import atomic_folder, folder_bytes
 
 MODES: dict[str, Callable[[FinetuneConfig, Config, Data], Task]] = {
@@ -47,6 +48,7 @@ class RunRecord:
     data_fingerprint: str
     train_examples: int
     val_examples: int
+    train_questions: list[str]  # rag.qa.question_fingerprint of every training query: the eval refuses to score these
     hyperparameters: dict
     seed: int
     device: str
@@ -105,6 +107,7 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
             data_fingerprint=data.fingerprint,
             train_examples=len(task.train),
             val_examples=len(task.val),
+            train_questions=[question_fingerprint(example.query) for example in data.train],
             hyperparameters=settings.hyperparameters(),
             seed=settings.seed,
             device=resolve_device(config.device),

@@ -22,6 +22,7 @@ and drop), :func:`load_and_chunk`, then embedding and :func:`rag.index.write_gen
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -35,9 +36,10 @@ from tqdm.auto import tqdm
 
 from rag.config import Config
 from rag.embed import embed_texts, load_embedder
-from rag.index import FileRecord, Index, Manifest, write_generation, writer_lock
+from rag.index import FileRecord, Index, IndexStoreError, Manifest, write_generation, writer_lock
 from rag.ingest.chunking import chunk_pages, make_splitter
 from rag.ingest.loaders import LoadError, is_supported, load_file
+from rag.language import resolve_language
 from rag.models import embedder_source
 from rag.passage import Chunk
 
@@ -150,13 +152,14 @@ def plan_changes(files: list[Path], old: Index | None, fingerprint: str, config:
     """Keep the chunks of unchanged files, read new and changed ones, count removed ones.
 
     Files indexed earlier from other folders stay, as long as they exist. A
-    different embedder or chunking makes nothing reusable.
+    different embedder, chunking or language setting makes nothing reusable.
     """
     reusable = old is not None and (
         old.manifest.embedder_fingerprint,
         old.manifest.chunk_tokens,
         old.manifest.chunk_overlap,
-    ) == (fingerprint, config.chunk_tokens, config.chunk_overlap)
+        old.manifest.language,
+    ) == (fingerprint, config.chunk_tokens, config.chunk_overlap, config.language)
     old_files = old.files() if old else {}
     given = set(files)
     files = files + [Path(s) for s in old_files if Path(s).is_file() and Path(s) not in given]
@@ -187,6 +190,16 @@ def skip(changes: Changes, old: Index | None, previous: FileRecord | None, skipp
     logger.debug("skipped %s: %s", skipped.path, skipped.reason)
 
 
+def label_languages(chunks: list[Chunk], setting: str) -> list[Chunk]:
+    """The chunks of one file, each with its language (``Config.language``: ``auto`` or a fixed code).
+
+    ``auto`` detects each chunk's language; a chunk with no evidence (a table of
+    numbers, a list of names) takes its file's.
+    """
+    document = resolve_language(setting, "\n".join(c.text for c in chunks))
+    return [dataclasses.replace(c, language=resolve_language(setting, c.text, default=document)) for c in chunks]
+
+
 def load_and_chunk(
     changes: Changes, old: Index | None, tokenizer, config: Config, summary: IngestSummary, show_progress: bool
 ) -> tuple[list[Chunk], list[FileRecord]]:
@@ -195,7 +208,8 @@ def load_and_chunk(
     chunks, records = [], []
     for item in tqdm(changes.to_read, desc="reading", unit="file", disable=not show_progress):
         try:
-            file_chunks = chunk_pages(str(item.path), load_file(item.path, item.data, config.pdf_password), splitter)
+            pages = load_file(item.path, item.data, config.pdf_password)
+            file_chunks = label_languages(chunk_pages(str(item.path), pages, splitter), config.language)
         except Exception as error:  # noqa: BLE001 - whatever breaks on one file (a parser bug too) is that file's alone
             reason = str(error) if isinstance(error, LoadError) else f"{type(error).__name__}: {error}"
             skip(changes, old, item.previous, Skipped(str(item.path), reason), summary)
@@ -204,6 +218,17 @@ def load_and_chunk(
         records.append(FileRecord(str(item.path), item.sha256, len(file_chunks)))
         summary.files_read += 1
     return chunks, records
+
+
+def previous_generation(index_dir: Path) -> Index | None:
+    """The live generation to update; None to build from scratch (no index yet, or one this version cannot read)."""
+    if not (index_dir / "CURRENT").is_file():
+        return None
+    try:
+        return Index.open(index_dir, eager=False)  # the caller holds the writer lock: nothing is retired meanwhile
+    except IndexStoreError as error:  # an older format or a damaged manifest: re-reading the files rebuilds it
+        logger.warning("rebuilding %s from its files: %s", index_dir, error)
+        return None
 
 
 def ingest(
@@ -220,7 +245,7 @@ def ingest(
     summary = IngestSummary(index=str(index_dir))
     files, summary.skipped = discover(paths)
     with writer_lock(index_dir):
-        old = Index.open(index_dir, eager=False) if (index_dir / "CURRENT").is_file() else None  # we hold the lock
+        old = previous_generation(index_dir)
         fingerprint = embedder_source(config.embedder).fingerprint()
         changes = plan_changes(files, old, fingerprint, config, summary)
         new_chunks, new_records = [], []
@@ -252,6 +277,7 @@ def ingest(
                 index_type=config.index_type,
                 num_chunks=total,
                 num_files=len(records),
+                language=config.language,
             )
             chunks = changes.kept_chunks + new_chunks
             write_generation(index_dir, chunks, np.concatenate([old_vectors, new_vectors]), records, manifest, config)

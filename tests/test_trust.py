@@ -1,0 +1,244 @@
+"""Eval trust (#9): gold passages, abstention, answer extraction and the verdict, on hand-made and real cases.
+
+Fast tests: no generation. Each case is one that misled the eval before
+(the issue quotes them), and each would fail again if its fix were reverted.
+"""
+
+import math
+
+import pytest
+from conftest import QA_FILE
+
+from rag import Config
+from rag.eval.dataset import gold_chunk_ids, select
+from rag.eval.metrics import abstained, holm, paired_difference, paired_p_value, token_f1
+from rag.eval.predictions import Prediction
+from rag.eval.report import build_report
+from rag.eval.config import EvalConfig
+from rag.eval.variants import GeneratorSpec, RetrieverSpec
+from rag.eval.artifacts import Artifact
+from rag.index import Index
+from rag.passage import Chunk
+from rag.prompt import answer_text, cited_numbers
+from rag.qa import GoldPassages, QAItem, load_qa
+
+# ---------------------------------------------------------------------------- gold passages
+
+FAIR = [
+    Chunk("You live on Vellmar, or you have spent at least 90 nights on the island.", "/c/membership.md"),
+    Chunk("Fair Committee: nine members, responsible for the annual Lantern Fair.", "/c/membership.md"),
+    Chunk("The library was started in 1956 by Agathe Morrow.", "/c/seed-library.txt"),
+    Chunk("A member may take out 6 packets in one season.", "/c/seed-library.txt"),
+]
+
+
+def test_gold_passages_match_answers_on_word_boundaries():
+    finder = GoldPassages(FAIR)
+    # "9" is not in "90 nights": the chunk that says "nine members" is the only gold one.
+    assert finder.find(QAItem("How many people sit on the Fair Committee?", ["nine", "9"], "membership.md"))[1] == [1]
+    # "6" is not in "1956".
+    assert finder.find(QAItem("How many seed packets per season?", ["6"], "seed-library.txt"))[1] == [3]
+
+
+def test_gold_passages_prefer_the_chunk_holding_the_most_and_longest_answers():
+    chunks = [
+        Chunk("Room 9 is upstairs.", "/c/a.md"),  # holds "9" only
+        Chunk("The committee has nine members.", "/c/a.md"),  # holds the longer "nine"
+        Chunk("Nine members (9 in all) sit on it.", "/c/a.md"),  # holds both
+    ]
+    assert GoldPassages(chunks).find(QAItem("How many?", ["nine", "9"], "a.md"))[1] == [2]
+    assert GoldPassages(chunks[:2]).find(QAItem("How many?", ["nine", "9"], "a.md"))[1] == [1]
+
+
+def test_yes_no_questions_take_the_whole_source_document():
+    # "no" is a word of almost every text: it says nothing about where the evidence is.
+    chunks = [Chunk("No dogs on the pier.", "/c/a.md"), Chunk("Cats are welcome.", "/c/a.md"), Chunk("No.", "/c/b.md")]
+    document, holding = GoldPassages(chunks).find(QAItem("Are cats allowed?", ["no"], "a.md", kind="yesno"))
+    assert document == [0, 1] and holding == []
+
+
+def test_real_questions_get_the_right_gold_chunks(vellmar_index):
+    index = Index.open(vellmar_index)
+    questions = {q.item.question: q for q in select(load_qa(QA_FILE))}
+    fair = questions["How many people sit on the Fair Committee?"]
+    packets = questions["How many seed packets can a member take out in one season?"]
+    gold = gold_chunk_ids(index, [fair, packets]).relevant
+    assert all("nine members" in c.text for c in index.chunks(gold[fair.qid]))
+    assert all("6 packets" in c.text for c in index.chunks(gold[packets.qid]))
+
+
+def test_gold_coverage_counts_questions_without_a_gold_chunk(vellmar_index):
+    index = Index.open(vellmar_index)
+    items = [
+        QAItem("Founded when?", ["9 October 1891"], "about.md"),
+        QAItem("Paraphrased answer?", ["an answer written nowhere"], "about.md"),
+        QAItem("From another corpus?", ["x"], "elsewhere.md"),
+        QAItem("Unanswerable?", []),
+    ]
+    gold = gold_chunk_ids(index, select(items))
+    assert (gold.holding_answer, gold.whole_document, gold.not_indexed) == (1, 1, 1)
+    assert set(gold.relevant) == {"q00000", "q00001"}
+
+
+# ---------------------------------------------------------------------------- answers: extraction and abstention
+
+
+@pytest.mark.parametrize(
+    ("generated", "scored"),
+    [
+        ("9 October 1891 [1, 2]", "9 October 1891"),
+        ("9 October 1891 [1][2].", "9 October 1891 ."),
+        ("[1] about.md\n9 October 1891 [1]", "9 October 1891"),
+        ("[2] emergency-procedures.pdf, page 3\nChannel 16", "Channel 16"),
+        ("Answer: Maren Quillfeather [1]", "Maren Quillfeather"),
+        ("Paris.\n\n## What is the capital of Spain?", "Paris."),
+    ],
+)
+def test_answer_text_strips_citations_headers_and_labels(generated, scored):
+    assert answer_text(generated) == scored
+
+
+def test_citation_f1_is_not_lowered_by_a_list_of_citations():
+    assert token_f1(answer_text("9 October 1891 [1, 2]"), ["9 October 1891"]) == 1.0
+    assert cited_numbers("Morrow [1, 3] and [2]") == {1, 2, 3}
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "The context does not contain the answer.",  # the preprompt's own wording
+        "I don't know.",
+        "There is no information about the ferry's captain in the context.",
+        "The answer is not stated in the context.",
+        "The passages do not mention who built the pier.",
+        "I cannot answer that from the context.",
+    ],
+)
+def test_abstentions_from_real_outputs_are_recognised(output):
+    assert abstained(output)
+
+
+@pytest.mark.parametrize("output", ["Nine members [1]", "The fair lasts 90 nights", "Unknown Pleasures [2]", "I know: Paris"])
+def test_answers_are_not_taken_for_abstentions(output):
+    assert not abstained(output)
+
+
+# ---------------------------------------------------------------------------- statistics
+
+
+def test_holm_adjusts_by_hand():
+    # sorted p: 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04, but never below the previous: 0.06)
+    assert holm([0.04, 0.01, 0.03]) == pytest.approx([0.06, 0.03, 0.06])
+    assert holm([]) == []
+
+
+def test_paired_p_value_separates_a_consistent_gain_from_noise():
+    questions = [f"q{i}" for i in range(30)]
+    better = {q: 0.6 for q in questions}
+    worse = {q: 0.5 for q in questions}
+    assert paired_p_value(better, worse) < 0.001
+    mixed = {q: 0.6 if i % 2 else 0.4 for i, q in enumerate(questions)}  # +0.1 and -0.1 in turn: no effect
+    assert paired_p_value(mixed, worse) > 0.5
+    assert paired_p_value(worse, worse) == 1.0
+
+
+# ---------------------------------------------------------------------------- the verdict on hand-made predictions
+
+N = 40
+RETRIEVERS = {name: RetrieverSpec(name, name) for name in ("none", "bm25", "dense", "hybrid")}
+LORA = Artifact("--adapter", "/runs/lora", "lora", 100.0, 460_800, 1_900_000)
+GENERATORS = {"base": GeneratorSpec("base", Config()), "lora": GeneratorSpec("lora", Config(), "/runs/lora", LORA)}
+
+
+def predictions(f1_by_combination: dict[str, list[float]], abstain: dict[str, bool] | None = None, kinds=()) -> list[Prediction]:
+    rows = []
+    for combination, scores in f1_by_combination.items():
+        retriever, generator = combination.split("+")
+        for number, f1 in enumerate(scores):
+            rows.append(Prediction(
+                "qa", combination, retriever, generator, f"q{number:05d}", "question?", ["answer"], "raw", "answer",
+                [], [], 100, 0.5, 1000.0, f1, f1, None, bool(abstain and abstain.get(combination)),
+                kinds[number % len(kinds)] if kinds else None,
+            ))
+    return rows
+
+
+def report_of(rows: list[Prediction], retrievers=("none", "bm25"), generators=("base", "lora")):
+    settings = EvalConfig("qa.jsonl", "out", bootstrap_resamples=2000)
+    qids = {p.qid for p in rows}
+    return build_report(rows, settings, [RETRIEVERS[r] for r in retrievers], [GENERATORS[g] for g in generators],
+                        qids, set(), [], 1.0)
+
+
+def test_verdict_knows_the_best_the_cheapest_within_noise_and_what_clearly_beats_what():
+    rows = predictions({
+        "none+base": [0.0] * N,
+        "none+lora": [1.0, 0.0] * (N // 2),  # fine-tuning alone: +0.5
+        "bm25+base": [1.0] * (N - 1) + [0.0],  # retrieval alone: +0.975
+        "bm25+lora": [1.0] * N,  # best, but within noise of bm25+base, which needs no training
+    })
+    verdict = report_of(rows).verdict
+    assert verdict.best == "bm25+lora"
+    assert verdict.cheapest == "bm25+base"
+    assert set(verdict.within_noise) == {"bm25+lora", "bm25+base"}
+    outcome = {(c.factor, c.a, c.b): c.outcome for c in verdict.comparisons}
+    assert outcome == {
+        ("retrieval", "bm25+base", "none+base"): "clearly beats",
+        ("retrieval", "bm25+lora", "none+lora"): "clearly beats",
+        ("fine-tuning", "none+lora", "none+base"): "clearly beats",
+        ("fine-tuning", "bm25+lora", "bm25+base"): "within noise of",
+    }
+
+
+def test_verdict_compares_one_factor_at_a_time():
+    # The old verdict credited retrieval with the best of all (bm25+lora) against the best closed book
+    # (none+base): here retrieval does nothing for either generator, fine-tuning does everything.
+    rows = predictions({
+        "none+base": [0.0] * N,
+        "bm25+base": [0.0] * N,
+        "none+lora": [1.0] * N,
+        "bm25+lora": [1.0] * N,
+    })
+    comparisons = report_of(rows).verdict.comparisons
+    retrieval = [c for c in comparisons if c.factor == "retrieval"]
+    assert [(c.a, c.b, c.outcome) for c in retrieval] == [
+        ("bm25+base", "none+base", "within noise of"), ("bm25+lora", "none+lora", "within noise of")]
+    assert all(c.outcome == "clearly beats" for c in comparisons if c.factor == "fine-tuning")
+
+
+def test_holm_keeps_a_lone_lucky_comparison_from_being_called_clear():
+    # Ten one-factor comparisons (3 retrievers x 2 generators, 4 fine-tuning pairs), nothing works but one
+    # small gain: 7 of 40 questions, a raw p-value of 2/128 that a single test would call clear.
+    names = [f"{r}+{g}" for r in ("none", "bm25", "dense", "hybrid") for g in ("base", "lora")]
+    rows = predictions({name: [1.0] * 7 + [0.0] * (N - 7) if name == "bm25+base" else [0.0] * N for name in names})
+    comparisons = report_of(rows, retrievers=("none", "bm25", "dense", "hybrid")).verdict.comparisons
+    assert len(comparisons) == 10
+    lucky = next(c for c in comparisons if (c.a, c.b) == ("bm25+base", "none+base"))
+    assert lucky.p_value < 0.05 and lucky.adjusted_p_value >= 0.05
+    assert all(c.outcome == "within noise of" for c in comparisons)
+
+
+def test_an_always_abstaining_model_does_not_look_good():
+    rows = predictions({"bm25+base": [1.0] * N, "bm25+lora": [0.0] * N}, abstain={"bm25+lora": True})
+    unanswerable = [Prediction("qa", c, *c.split("+"), "u0", "q?", [], "raw", "x", [], [], 100, 0.5, 1000.0, None, None,
+                               None, c == "bm25+lora") for c in ("bm25+base", "bm25+lora")]
+    report = report_of(rows + unanswerable, retrievers=("bm25",))
+    scores = {s.combination: s for s in report.combinations}
+    assert scores["bm25+lora"].abstention == 1.0 and scores["bm25+lora"].false_abstention == 1.0
+    assert scores["bm25+base"].abstention == 0.0 and scores["bm25+base"].false_abstention == 0.0
+    assert report.verdict.best == "bm25+base"
+
+
+def test_f1_is_broken_down_by_question_kind():
+    rows = predictions({"bm25+base": [1.0, 0.0, 0.5, 0.0] * 10}, kinds=("name", "number", "date", "yesno"))
+    report = report_of(rows, retrievers=("bm25",), generators=("base",))
+    assert report.combinations[0].f1_by_kind == {"date": 0.5, "name": 1.0, "number": 0.0, "yesno": 0.0}
+    assert report.questions_by_kind == {"date": 10, "name": 10, "number": 10, "yesno": 10}
+    from rag.eval.report import render_markdown
+
+    assert "| bm25+base | 0.500 | 1.000 | 0.000 | 0.000 |" in render_markdown(report)
+
+
+def test_paired_difference_still_pairs_by_question():
+    assert paired_difference({"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 0.0}).mean == 0.5
+    assert math.isclose(paired_p_value({"a": 1.0}, {"a": 1.0}), 1.0)
