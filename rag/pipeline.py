@@ -92,34 +92,22 @@ class Pipeline:
         return self._generator
 
     def refresh(self) -> bool:
-        """Reopen the index if its ``CURRENT`` names another generation than the one open; True if it did.
+        """Move to the newest generation of the index if a re-ingest published one; True if it did.
 
-        A long-running process (``python -m rag serve``) calls it between questions, so that a
-        re-ingest is picked up without a restart. The query embedder is kept when the new
-        generation was embedded by the same one.
+        Called before each search, so a long-running process (``rag chat``,
+        ``rag serve``) picks up a re-ingest without a restart; the query embedder
+        is kept when the new generation was embedded by the same one.
         """
-        if self.index is None or self.retriever is None:
+        if self.closed_book or not self.retriever.refresh():
             return False
-        folder = self.index.folder.parent  # Index.open(dir) opens dir/gen-NNNNNN
-        try:
-            live = (folder / "CURRENT").read_text(encoding="utf-8").strip()
-        except OSError:
-            return False
-        if live == self.index.folder.name:
-            return False
-        index = Index.open(folder)
-        same_space = index.manifest.embedder_fingerprint == self.index.manifest.embedder_fingerprint
-        embedder = self.retriever._embedder if same_space else None  # None: loaded on the first dense search
-        self.retriever = Retriever(index, self.config, embedder_spec=self.embedder_spec, embedder=embedder)
-        self.index = index
+        self.index = self.retriever.index
         return True
 
     def retrieve(self, questions: list[str]) -> list[list[Retrieved]]:
         """Hits per question, best first, from the index's newest generation; none in closed-book mode."""
         if self.closed_book:
             return [[] for _ in questions]
-        if self.retriever.refresh():
-            self.index = self.retriever.index
+        self.refresh()
         return self.retriever.search(questions)
 
     def check(self, questions: list[str]) -> None:
