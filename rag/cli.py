@@ -19,6 +19,8 @@ from pathlib import Path
 
 from rag.cli_common import add_config_flags, config_from_args, given, option, run_cli
 from rag.config import CLOSED_BOOK, Config
+from rag.eval.artifacts import load_artifact
+from rag.index import IndexStoreError
 from rag.pipeline import Answer, Pipeline
 from rag.retrieve import RETRIEVAL_METHODS
 
@@ -60,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_pipeline(args: argparse.Namespace) -> Pipeline:
     if args.adapter and args.soft_prompt:
         raise ValueError("give --adapter or --soft-prompt, not both")
+    for flag, folder in (("--adapter", args.adapter), ("--soft-prompt", args.soft_prompt)):
+        if folder:
+            load_artifact(flag, folder)  # a missing folder or one of another kind, named before any model loads
     config = config_from_args(args)
     if config.retriever != CLOSED_BOOK and not args.index:
         raise ValueError("--index INDEX_DIR is required unless --no-retrieval is given")
@@ -125,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             break
         if not question:
             break
-        answer_one(pipeline, question, args.json)
+        try:  # a bad question costs that question only; the models stay loaded
+            answer_one(pipeline, question, args.json)
+        except (ValueError, IndexStoreError) as error:
+            print(f"error: {error}", file=sys.stderr)
     return 0
 
 

@@ -73,10 +73,12 @@ def run_cli(main: Callable[[], int]) -> None:
     transformers_logging.disable_progress_bar()
     logging.basicConfig(format="%(message)s")
     logging.getLogger("rag").setLevel(logging.INFO)  # our progress lines; other libraries stay at warnings
+    # pypdf warns about every object of a damaged PDF (thousands of lines); the file's one-line reason is enough.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         with logging_redirect_tqdm():  # log lines above the progress bars, not through them
             code = main()
-    except (ValueError, FileNotFoundError, ImportError, IndexStoreError) as error:
+    except (ValueError, OSError, ImportError, IndexStoreError) as error:  # OSError: a path that is missing, a folder, unreadable
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -71,6 +71,9 @@ class Config:
     # pass (right on a GPU); "auto" = separate on CPU, batched elsewhere.
     generation_prefill: str = "auto"
 
+    def __post_init__(self) -> None:
+        check_minimums(self, AT_LEAST)
+
     def override(self, values: dict[str, Any]) -> Config:
         """Return a copy with ``values`` applied; unknown keys raise ``ValueError``."""
         valid = {f.name: f for f in fields(self)}
@@ -84,6 +87,22 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Smallest valid value of each numeric key (0 where 0 means "none" or "auto").
+AT_LEAST = {
+    "embed_batch_size": 1, "chunk_tokens": 1, "chunk_overlap": 0, "hnsw_m": 1, "ivf_nlist": 0, "ivf_nprobe": 1,
+    "k": 1, "rrf_k": 0, "fusion_depth": 1, "context_tokens": 1, "few_shot": 0, "max_new_tokens": 1,
+    "generation_batch_size": 1,
+}  # fmt: skip
+
+
+def check_minimums(settings, minimums: dict[str, int]) -> None:
+    """Raise ``ValueError`` for the first field of ``settings`` below its minimum (``None`` means unset)."""
+    for name, minimum in minimums.items():
+        value = getattr(settings, name)
+        if value is not None and value < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, got {value}")
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, str]:

@@ -15,8 +15,17 @@ A writer builds a whole new generation beside the live one and only then
 replaces ``CURRENT`` (``os.replace`` is atomic), so a crash or a kill mid-ingest
 leaves the previous index complete and usable.
 
+Readers never take the lock and are never broken by a writer. An :class:`Index`
+loads its generation whole when it opens (FAISS and BM25 into memory, the
+docstore and the vectors held open), so it keeps searching after a writer has
+retired its folder; a writer deletes a generation only one write after it stops
+being live, so a reader that has just read ``CURRENT`` finds it whole (and
+:meth:`Index.open` retries if two writes went by meanwhile). A long-lived reader
+calls :meth:`Index.latest` between questions to move to the newest generation.
+
     >>> index = Index.open("/tmp/i")                         # doctest: +SKIP
     >>> scores, ids = index.search_vectors(query_vectors, k=4)  # doctest: +SKIP
+    >>> index = index.latest()                                # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -118,10 +127,27 @@ def build_faiss(vectors: np.ndarray, config: Config) -> faiss.Index:
 # ---------------------------------------------------------------------------- reading
 
 
-class Index:
-    """A read-only snapshot of one generation of an index."""
+def live_generation(index_dir: Path) -> str:
+    """The name of the generation ``CURRENT`` points to."""
+    try:
+        return (index_dir / "CURRENT").read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError) as error:
+        raise IndexStoreError(f"no index at {index_dir}; build one with `python -m rag.ingest DIR... --index {index_dir}`") from error
 
-    def __init__(self, folder: Path):
+
+OPEN_ATTEMPTS = 5  # each retry means a writer published twice while this reader was opening: rare
+
+
+class Index:
+    """A read-only snapshot of one generation of an index.
+
+    ``eager`` (the default) loads FAISS and BM25 at once and holds the docstore
+    and the vectors open, so the snapshot stays searchable after a writer retires
+    its folder. A writer reading the index it is about to replace (under the lock,
+    so nothing is retired meanwhile) passes ``eager=False``.
+    """
+
+    def __init__(self, folder: Path, *, eager: bool = True):
         self.folder = folder
         try:
             self.manifest = Manifest(**json.loads((folder / "manifest.json").read_text(encoding="utf-8")))
@@ -129,17 +155,46 @@ class Index:
             raise IndexStoreError(f"index generation {folder} has no readable manifest ({error}); re-run rag.ingest") from error
         if self.manifest.format_version != FORMAT_VERSION:
             raise IndexStoreError(f"index {folder} has format {self.manifest.format_version}, expected {FORMAT_VERSION}; re-ingest it")
-        self.db = sqlite3.connect(f"file:{folder / 'docstore.sqlite'}?mode=ro", uri=True, check_same_thread=False)
-        self._faiss: faiss.Index | None = None
-        self._bm25: bm25s.BM25 | None = None
+        try:
+            self.db = sqlite3.connect(f"file:{folder / 'docstore.sqlite'}?mode=ro", uri=True, check_same_thread=False)
+            self.db.execute("SELECT id FROM chunks LIMIT 1").fetchall()  # the file is open from here on
+            self._embeddings = np.load(folder / "embeddings.npy", mmap_mode="r")  # a mapping outlives the file's name
+            self._faiss = self._load_faiss() if eager else None
+            self._bm25 = self._load_bm25() if eager else None
+        except (OSError, RuntimeError, ValueError, sqlite3.Error) as error:  # faiss raises RuntimeError
+            raise IndexStoreError(f"index generation {folder} is incomplete ({type(error).__name__}: {error}); re-run rag.ingest") from error
 
     @classmethod
-    def open(cls, index_dir: str | Path) -> Index:
+    def open(cls, index_dir: str | Path, *, eager: bool = True) -> Index:
+        """The live generation of ``index_dir``."""
         index_dir = Path(index_dir)
-        current = index_dir / "CURRENT"
-        if not current.is_file():
-            raise IndexStoreError(f"no index at {index_dir}; build one with `python -m rag.ingest DIR... --index {index_dir}`")
-        return cls(index_dir / current.read_text(encoding="utf-8").strip())
+        if index_dir.exists() and not index_dir.is_dir():
+            raise IndexStoreError(f"--index {index_dir} is a file, not an index folder")
+        for attempt in range(OPEN_ATTEMPTS):
+            name = live_generation(index_dir)
+            try:
+                return cls(index_dir / name, eager=eager)
+            except IndexStoreError:
+                # Retired while we opened it: two writes went by. Try the new one; else it is truly broken.
+                if attempt + 1 == OPEN_ATTEMPTS or live_generation(index_dir) == name:
+                    raise
+        raise AssertionError("unreachable")
+
+    @property
+    def index_dir(self) -> Path:
+        return self.folder.parent
+
+    def latest(self) -> Index:
+        """This snapshot if it is still the live generation, else the live one, opened: call it between questions."""
+        if live_generation(self.index_dir) == self.folder.name:
+            return self
+        return Index.open(self.index_dir)
+
+    def _load_faiss(self) -> faiss.Index:
+        return faiss.read_index(str(self.folder / "vectors.faiss"))
+
+    def _load_bm25(self) -> bm25s.BM25:
+        return bm25s.BM25.load(str(self.folder / "bm25"))
 
     def __len__(self) -> int:
         return self.manifest.num_chunks
@@ -161,14 +216,15 @@ class Index:
         return {row[0]: FileRecord(*row) for row in self.db.execute("SELECT source, sha256, num_chunks FROM files")}
 
     def embeddings(self) -> np.ndarray:
-        return np.load(self.folder / "embeddings.npy", mmap_mode="r")
+        """(num_chunks, dim) float32, memory-mapped: row i is chunk i's vector."""
+        return self._embeddings
 
     def search_vectors(self, vectors: np.ndarray, k: int, nprobe: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """Inner-product top-k: scores and ids, both (n_queries, k); id -1 pads short results."""
         if self._faiss is None:
-            self._faiss = faiss.read_index(str(self.folder / "vectors.faiss"))
-            if isinstance(self._faiss, faiss.IndexIVF):
-                self._faiss.nprobe = nprobe
+            self._faiss = self._load_faiss()
+        if isinstance(self._faiss, faiss.IndexIVF):
+            self._faiss.nprobe = nprobe
         return self._faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
 
     def search_bm25(self, queries: list[str], k: int, languages: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +233,7 @@ class Index:
         ``languages[i]`` is the language ``queries[i]`` is analyzed in (stop words, stemmer).
         """
         if self._bm25 is None:
-            self._bm25 = bm25s.BM25.load(str(self.folder / "bm25"))
+            self._bm25 = self._load_bm25()
         n = min(k, len(self))
         vocabulary = self._bm25.vocab_dict
         # bm25s refuses terms it has not indexed; such a term matches nothing anyway.
@@ -196,6 +252,8 @@ class Index:
 @contextmanager
 def writer_lock(index_dir: Path) -> Iterator[None]:
     """One writer at a time per index; readers never need the lock."""
+    if index_dir.exists() and not index_dir.is_dir():
+        raise IndexStoreError(f"--index {index_dir} is a file; give a folder (new or written by rag.ingest)")
     index_dir.mkdir(parents=True, exist_ok=True)
     with open(index_dir / ".lock", "w") as handle:
         try:
@@ -247,7 +305,8 @@ def write_generation(
         (staging / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
 
     atomic_write_text(current, folder.name)
+    # The generation just replaced stays one write longer: a reader may have read CURRENT a moment ago.
     for old in index_dir.glob("gen-*"):
-        if old != folder:
+        if old.name not in (folder.name, previous):
             shutil.rmtree(old, ignore_errors=True)
     return folder

@@ -21,7 +21,10 @@ from rag.retrieve import Retriever
 
 
 class RagRetriever(BaseRetriever):
-    """Dense, BM25 or hybrid search over a rag index, returning LangChain ``Document`` objects."""
+    """Dense, BM25 or hybrid search over a rag index, returning LangChain ``Document`` objects.
+
+    Each query searches the index's newest generation, so a re-ingest shows up without a restart.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -34,6 +37,7 @@ class RagRetriever(BaseRetriever):
         return cls(retriever=Retriever(Index.open(index_dir), config), **fields)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        self.retriever.refresh()
         hits = self.retriever.search([query], self.method, self.k)[0]
         return [
             Document(

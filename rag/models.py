@@ -155,12 +155,15 @@ def _gguf_folder(source: ModelSource, cache_dir: Path) -> Path:
 
 
 def _existing_folder(spec: str, role: str) -> Path:
+    """A model folder of the right kind: an embedder holds sentence-transformers' modules.json, a generator does not."""
     folder = Path(spec).expanduser()
+    package = next(iter(EMBEDDER_PACKAGES if role == "embedder" else GENERATOR_PACKAGES))
+    fix = f"pass a folder written by `python -m rag.finetune {'embeddings' if role == 'embedder' else 'full'}` or a package spec such as package:{package}"
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{role} folder {folder} has no config.json; pass a folder written by `python -m rag.finetune` "
-            f"or a package spec such as package:{next(iter(EMBEDDER_PACKAGES if role == 'embedder' else GENERATOR_PACKAGES))}"
-        )
+        raise FileNotFoundError(f"{role} folder {folder} has no config.json; {fix}")
+    if (role == "embedder") != (folder / "modules.json").is_file():
+        kind = "a generator, not a sentence-transformers embedder" if role == "embedder" else "a sentence-transformers embedder, not a generator"
+        raise ValueError(f"{role} folder {folder} holds {kind}; {fix}")
     return folder
 
 

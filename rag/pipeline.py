@@ -6,6 +6,8 @@
     >>> answer.answer, answer.sources[0].source                                 # doctest: +SKIP
 
 ``retriever="none"`` (``CLOSED_BOOK``), or no index, is the closed-book baseline.
+A pipeline is long-lived (``rag chat`` keeps one): before each question it moves
+to the newest generation of its index, so a re-ingest shows up in the next answer.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from rag.config import CLOSED_BOOK, Config
 from rag.generate import Generator
 from rag.index import Index
 from rag.prompt import Prompt, build_prompt, cited_numbers, load_few_shot
-from rag.retrieve import Retrieved, Retriever
+from rag.retrieve import RETRIEVAL_METHODS, Retrieved, Retriever
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Pipeline:
     ):
         if index is None:
             config = config.override({"retriever": CLOSED_BOOK})
+        if config.retriever not in (*RETRIEVAL_METHODS, CLOSED_BOOK):
+            raise ValueError(f"unknown retriever {config.retriever!r}; choose one of {', '.join([*RETRIEVAL_METHODS, CLOSED_BOOK])}")
         self.config = config
         self.index = Index.open(index) if isinstance(index, (str, Path)) else index
         self.retriever = None if self.closed_book else Retriever(self.index, config, embedder_spec=embedder_spec)
@@ -88,33 +92,30 @@ class Pipeline:
         return self._generator
 
     def refresh(self) -> bool:
-        """Reopen the index if its ``CURRENT`` names another generation than the one open; True if it did.
+        """Move to the newest generation of the index if a re-ingest published one; True if it did.
 
-        A long-running process (``python -m rag serve``) calls it between questions, so that a
-        re-ingest is picked up without a restart. The query embedder is kept when the new
-        generation was embedded by the same one.
+        Called before each search, so a long-running process (``rag chat``,
+        ``rag serve``) picks up a re-ingest without a restart; the query embedder
+        is kept when the new generation was embedded by the same one.
         """
-        if self.index is None or self.retriever is None:
+        if self.closed_book or not self.retriever.refresh():
             return False
-        folder = self.index.folder.parent  # Index.open(dir) opens dir/gen-NNNNNN
-        try:
-            live = (folder / "CURRENT").read_text(encoding="utf-8").strip()
-        except OSError:
-            return False
-        if live == self.index.folder.name:
-            return False
-        index = Index.open(folder)
-        same_space = index.manifest.embedder_fingerprint == self.index.manifest.embedder_fingerprint
-        embedder = self.retriever._embedder if same_space else None  # None: loaded on the first dense search
-        self.retriever = Retriever(index, self.config, embedder_spec=self.embedder_spec, embedder=embedder)
-        self.index = index
+        self.index = self.retriever.index
         return True
 
     def retrieve(self, questions: list[str]) -> list[list[Retrieved]]:
-        """Hits per question, best first; none in closed-book mode."""
+        """Hits per question, best first, from the index's newest generation; none in closed-book mode."""
         if self.closed_book:
             return [[] for _ in questions]
+        self.refresh()
         return self.retriever.search(questions)
+
+    def check(self, questions: list[str]) -> None:
+        """Refuse blank questions, and those that alone overflow the prompt budget, before any search."""
+        for question in questions:
+            if not question.strip():
+                raise ValueError("the question is blank: ask something")
+        self.prompts(questions, [[] for _ in questions])  # raises, naming the budget, if one cannot fit
 
     def prompts(self, questions: list[str], retrieved: list[list[Retrieved]]) -> list[Prompt]:
         tokenizer = self.generator.tokenizer
@@ -122,6 +123,7 @@ class Pipeline:
 
     def ask(self, question: str, on_token: Callable[[str], None] | None = None) -> Answer:
         """Answer one question, calling ``on_token`` with each piece of text as it is generated."""
+        self.check([question])
         began = time.perf_counter()
         retrieved = self.retrieve([question])
         retrieved_at = time.perf_counter()
@@ -143,6 +145,7 @@ class Pipeline:
 
     def ask_batch(self, questions: list[str]) -> list[Answer]:
         """Answer many questions with batched retrieval and left-padded batched generation."""
+        self.check(questions)
         retrieved = self.retrieve(questions)
         prompts = self.prompts(questions, retrieved)
         answers = []

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -100,7 +99,7 @@ def _qa_item(row: dict) -> QAItem:
 def _load_squad(path: Path, text: str) -> list[QAItem]:
     try:
         articles = json.loads(text)["data"]
-        return [
+        items = [
             QAItem(qa["question"], [a["text"] for a in qa["answers"]], article["title"], None, paragraph["context"])
             for article in articles
             for paragraph in article["paragraphs"]
@@ -108,6 +107,9 @@ def _load_squad(path: Path, text: str) -> list[QAItem]:
         ]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"{path}: not SQuAD v1.1 JSON (data/paragraphs/qas/answers) ({type(error).__name__}: {error})") from error
+    if not items:
+        raise ValueError(f"{path} holds no questions")
+    return items
 
 
 def is_validation(question: str, val_fraction: float, seed: int) -> bool:

@@ -8,6 +8,7 @@ Hybrid fuses the dense and BM25 rankings with reciprocal rank fusion
     >>> retriever = Retriever(Index.open("/tmp/i"))          # doctest: +SKIP
     >>> hits = retriever.search(["Who founded it?"], "hybrid", k=4)[0]  # doctest: +SKIP
     >>> hits[0].chunk.source, hits[0].score                  # doctest: +SKIP
+    >>> retriever.refresh()     # between questions: move to a generation a writer published since  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -39,6 +40,23 @@ class Retriever:
         self.index = index
         self.config = for_index(index.manifest, config, embedder_spec)
         self._embedder = embedder
+        self._asked = (config, embedder_spec)  # to check the query embedder again against a new generation
+
+    def refresh(self) -> bool:
+        """Search the index's live generation from now on, if a writer published a new one; True if so.
+
+        A new generation built with another encoder (re-embedded with a fine-tuned
+        one) gets its own query encoder, or an ``IndexStoreError`` if
+        ``embedder_spec`` named one that does not match it.
+        """
+        latest = self.index.latest()
+        if latest is self.index:
+            return False
+        if latest.manifest.embedder_fingerprint != self.index.manifest.embedder_fingerprint:
+            self.config = for_index(latest.manifest, *self._asked)
+            self._embedder = None
+        self.index = latest
+        return True
 
     @property
     def embedder(self):
@@ -49,7 +67,11 @@ class Retriever:
     def search(self, questions: list[str], method: str | None = None, k: int | None = None) -> list[list[Retrieved]]:
         """Top-``k`` chunks for each question with the named method (default: config.retriever)."""
         method = method or self.config.retriever
-        k = k or self.config.k
+        k = self.config.k if k is None else k
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if any(not question.strip() for question in questions):
+            raise ValueError("a question is blank: ask something (an empty query would rank every chunk alike)")
         if method not in RETRIEVAL_METHODS:
             raise ValueError(f"unknown retriever {method!r}; choose one of {', '.join(RETRIEVAL_METHODS)}")
         rankings = [ranking[:k] for ranking in RETRIEVAL_METHODS[method](self, questions, k)]

@@ -143,7 +143,7 @@ def test_lora_unsupervised_trains_on_the_index_text(index_dir, tmp_path, base_lo
 
 def test_synthetic_pairs_are_saved_and_trained_on(index_dir, tmp_path):
     out = tmp_path / "synthetic"
-    run("embeddings", out, "--synthetic", "--index", str(index_dir), "--limit", "2", "--batch-size", "2", "--max-steps", "1")
+    run("embeddings", out, "--synthetic", "--index", str(index_dir), "--limit", "3", "--batch-size", "2", "--max-steps", "1")
     rows = [json.loads(line) for line in (out / "data" / "synthetic-pairs.jsonl").read_text().splitlines()]
     chunks = {chunk.text for chunk in Index.open(index_dir).chunks()}
     questions = [row["query"].lower() for row in rows]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from rag.config import Config
+from rag.config import Config, check_minimums
 
 # Inside the package, so an installed rag-lab finds it wherever it runs.
 PROBE_FILE = Path(__file__).resolve().parent / "probes" / "general-knowledge.jsonl"
@@ -55,6 +55,9 @@ class EvalConfig:
     probe: str = str(PROBE_FILE)  # general-knowledge questions for forgetting; "" skips the probe
     bootstrap_resamples: int = 1000
     rag: Config = PIPELINE_DEFAULTS  # the pipeline config
+
+    def __post_init__(self) -> None:
+        check_minimums(self, {"k": 1, "limit": 1, "bootstrap_resamples": 1})
 
     def override(self, values: dict[str, Any]) -> EvalConfig:
         """A copy with ``values`` applied (comma strings accepted for lists); unknown keys raise."""

@@ -262,6 +262,8 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
         items = write_qa_corpus(items, out / "corpus")
     questions = select(items, settings.split, settings.limit, settings.seed, val_fraction=settings.val_fraction,
                        split_seed=settings.split_seed)
+    if not questions:
+        raise ValueError(f"no question of {settings.qa} is in --split {settings.split}; use --split all")
     artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
     notes = check_leakage(artifacts, questions, settings)
     probing = settings.probe and any(g.fine_tuned for g in generators)

@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(data, "--synthetic", "generate questions for the chunks of --index", action="store_true")
     option(data, "--index", "index folder: gold passages for --qa without context, distractors, --synthetic")
     option(data, "--val-fraction", "held-out share of the questions", type=float)
-    option(data, "--limit", "at most N training and N validation examples", type=int)
+    option(data, "--limit", "at most N examples in all, --val-fraction of them for validation", type=int)
     option(data, "--seed", "split, batch order and initialisation", type=int)
     training = parser.add_argument_group("training (unset: the mode's default, see rag/finetune/config.py)")
     option(training, "--epochs", type=int)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from rag.config import check_minimums
+
 
 @dataclass(frozen=True)
 class ModeDefaults:
@@ -46,7 +48,7 @@ class FinetuneConfig:
     index: str | None = None  # gold passages for QA without context, distractors, synthetic questions
     val_fraction: float = 0.25  # the eval stage holds out the same questions (rag.qa.split, same defaults)
     seed: int = 0
-    limit: int | None = None  # at most this many training and validation examples (tiny runs)
+    limit: int | None = None  # at most this many examples in all, split like the data (short runs; see limited)
 
     # --- optimisation (None = the mode's default)
     epochs: int | None = None
@@ -85,10 +87,13 @@ class FinetuneConfig:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if not 0 <= self.distractors <= 1:
             raise ValueError(f"--distractors is a fraction between 0 and 1, got {self.distractors}")
-        for name in ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+        names = ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every")
+        check_minimums(self, dict.fromkeys(names, 1))
+        if self.mode == "embeddings" and self.batch_size == 1:
+            raise ValueError(
+                "embeddings trains with in-batch negatives: a batch of one pair has none and teaches nothing; "
+                "use --batch-size 2 or more"
+            )
         defaults = MODE_DEFAULTS[self.mode]
         return dataclasses.replace(
             self,
@@ -96,6 +101,20 @@ class FinetuneConfig:
             batch_size=self.batch_size or defaults.batch_size,
             epochs=self.epochs or defaults.epochs,
         )
+
+    def limited(self, train: list, val: list) -> tuple[list, list]:
+        """The first of ``train`` and ``val``: ``limit`` in all, ``val_fraction`` of them (at least one of each) held out.
+
+        So a short run's evaluation costs in proportion to its size: with
+        ``--limit 32`` the loss is validated on 8 examples, not on 32 or on all.
+
+            >>> FinetuneConfig("lora", "x", limit=32).limited(list(range(100)), list(range(100, 200)))[1][-1]
+            107
+        """
+        if not self.limit:
+            return train, val
+        held_out = max(1, round(self.limit * self.val_fraction))
+        return train[: max(1, self.limit - held_out)], val[:held_out]
 
     def hyperparameters(self) -> dict:
         """The values that shape training (recorded in run.json); paths and flags about the run itself are left out."""

@@ -121,8 +121,7 @@ def load_data(settings: FinetuneConfig, config: Config = Config()) -> Data:
             raise ValueError("--synthetic writes questions for an index's chunks: pass --index INDEX_DIR")
         examples, origin = synthetic_pairs(index, settings, config), f"synthetic from {settings.index}"
     train, val = split(examples, settings.val_fraction, settings.seed, key=lambda e: e.query)
-    if settings.limit:
-        train, val = train[: settings.limit], val[: settings.limit]
+    train, val = settings.limited(train, val)
     if examples and not (train and val):
         raise ValueError(
             f"{len(examples)} examples give {len(train)} for training and {len(val)} for validation; "

@@ -10,7 +10,10 @@ twice, or a pair would be pushed away from its own positive.
 ``--hard-negatives`` adds, per pair, the corpus passage the base encoder ranks
 highest that is not the positive and holds no answer string. Recall@1/5/10,
 MRR@10 and nDCG@10 on the validation questions, ranked against the whole
-corpus (index chunks and every positive), are measured before and after.
+corpus (index chunks and every positive), are measured before and after. With
+``--limit N`` the ranking corpus is the examples' own positives plus a seeded
+sample of at most 4N (at least 16) other passages, so that a short run's
+evaluation, like its training, costs in proportion to N and not to the corpus.
 
     >>> task = build(settings, config, data)   # doctest: +SKIP
     >>> task.evaluate()["recall@5"]            # doctest: +SKIP
@@ -35,6 +38,7 @@ from rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from rag.qa import matched_answers
 
 CUTOFFS = (1, 5, 10)
+OTHERS_PER_LIMIT, MIN_OTHERS = 4, 16  # passages ranked besides the positives when --limit is given
 
 
 def no_duplicate_batches(examples: list[Example], size: int, rng: random.Random) -> list[list[Example]]:
@@ -74,6 +78,15 @@ def retrieval_metrics(model, examples: list[Example], corpus: list[str], batch_s
     return {name: round(float(value), 4) for name, value in metrics.items()}
 
 
+def ranking_corpus(examples: list[Example], corpus: list[str], limit: int | None, seed: int) -> list[str]:
+    """``corpus``; with ``limit``, the examples' positives plus a seeded sample of other passages (module docstring)."""
+    if not limit:
+        return corpus
+    positives = dict.fromkeys(e.positive for e in examples)  # ordered set
+    others = [text for text in corpus if text not in positives]
+    return list(positives) + random.Random(seed).sample(others, min(len(others), max(MIN_OTHERS, OTHERS_PER_LIMIT * limit)))
+
+
 def mine_hard_negatives(model, examples: list[Example], corpus: list[str], batch_size: int) -> list[Example]:
     """Each example with the highest-ranked corpus passage that is neither its positive nor holds an answer."""
     rankings = rank(model, [e.query for e in examples], embed_texts(model, corpus, batch_size), batch_size, 20)
@@ -94,7 +107,10 @@ def build(settings: FinetuneConfig, config: Config, data: Data) -> Task:
     model = load_embedder(config, for_training=True)  # fp32: bf16 weights would swallow 2e-5 updates
     loss_fn = MultipleNegativesRankingLoss(model)
     corpus = [passage.text for passage in data.corpus]
-    train = mine_hard_negatives(model, data.train, corpus, config.embed_batch_size) if settings.hard_negatives else data.train
+    train = data.train
+    if settings.hard_negatives:
+        train = mine_hard_negatives(model, train, ranking_corpus(train, corpus, settings.limit, settings.seed), config.embed_batch_size)
+    val_corpus = ranking_corpus(data.val, corpus, settings.limit, settings.seed)
 
     def loss(batch: list[Example]):
         columns = [[e.query for e in batch], [e.positive for e in batch]]
@@ -114,6 +130,6 @@ def build(settings: FinetuneConfig, config: Config, data: Data) -> Task:
         val=data.val,
         loss=loss,
         save=save,
-        evaluate=lambda: retrieval_metrics(model, data.val, corpus, config.embed_batch_size),
+        evaluate=lambda: retrieval_metrics(model, data.val, val_corpus, config.embed_batch_size),
         batches=no_duplicate_batches,
     )

@@ -82,7 +82,7 @@ def synthetic_pairs(index: Index, settings: FinetuneConfig, config: Config) -> l
         logger.info("reusing the generated pairs in %s", path)
         return load_pairs(path)
     chunks = index.chunks()
-    if settings.limit:  # twice the limit: about a quarter of the questions go to validation
+    if settings.limit:  # twice the limit: slack for dropped questions and for the split
         chunks = chunks[: 2 * settings.limit]
     generator = Generator.load(config.override({"max_new_tokens": QUESTION_TOKENS}))
     questions = [clean_question(text) for text in complete(generator, [question_turns(c.text) for c in chunks])]

@@ -82,11 +82,22 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 def plan_steps(task: Task, settings: FinetuneConfig) -> list[tuple[int, list]]:
-    """(epoch, batch) for every step: ``epochs`` passes, or exactly ``max_steps`` steps cycling the data."""
+    """(epoch, batch) for every step: ``epochs`` passes, or exactly ``max_steps`` steps cycling the data.
+
+    Raises ``ValueError`` when the data make no batch at all (one example where a
+    batch needs two): cycling would never reach ``max_steps``, and without it the
+    "trained" artifact would be the untrained model.
+    """
     plan: list[tuple[int, list]] = []
     epoch = 0
     while (len(plan) < settings.max_steps) if settings.max_steps else (epoch < settings.epochs):
         batches = task.batches(task.train, settings.batch_size, random.Random(f"{settings.seed}:{epoch}"))
+        if not batches:
+            need = " (an embeddings batch needs two pairs with distinct texts)" if settings.mode == "embeddings" else ""
+            raise ValueError(
+                f"no training batch: {len(task.train)} training examples make no batch of {settings.batch_size}{need}; "
+                "train on more examples (a higher --limit, or more data)"
+            )
         plan += [(epoch, batch) for batch in batches]
         epoch += 1
     return plan[: settings.max_steps] if settings.max_steps else plan

@@ -5,7 +5,12 @@ in the index that still exist. A file whose content hash is unchanged keeps
 its chunks and vectors; a new or changed one is loaded, chunked and embedded;
 one that no longer exists on disk loses its chunks. A different embedder or
 chunking re-embeds everything (that is how a fine-tuned embedder is applied).
-Unreadable files are reported by name with the reason and the run goes on.
+
+A file that cannot be read, loaded, repaired or chunked, for whatever reason,
+is skipped and reported by name with the reason, and the run goes on; if an
+earlier version of it is indexed, that version is kept. Folders are walked
+without their hidden entries (``.git``, ``.venv``, dotfiles) and without
+following a symbolic link into a folder already being walked.
 
 :func:`ingest` reads as its steps: :func:`plan_changes` (what to keep, read
 and drop), :func:`load_and_chunk`, then embedding and :func:`rag.index.write_generation`.
@@ -20,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,9 +43,8 @@ from rag.language import resolve_language
 from rag.models import embedder_source
 from rag.passage import Chunk
 
+__all__ = ["IngestSummary", "NothingToIndex", "Skipped", "discover", "ingest"]
 logger = logging.getLogger(__name__)
-
-__all__ = ["IngestSummary", "NothingToIndex", "Skipped", "ingest"]
 
 
 class NothingToIndex(Exception):
@@ -68,6 +74,14 @@ class IngestSummary:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ToRead:
+    path: Path
+    data: bytes
+    sha256: str
+    previous: FileRecord | None = None  # the version indexed before, kept if this one cannot be read
+
+
 @dataclass
 class Changes:
     """What an ingest run does: chunks and vectors kept from the old index, files to read."""
@@ -75,22 +89,59 @@ class Changes:
     kept_rows: list[int] = field(default_factory=list)  # rows of the old index's embeddings
     kept_chunks: list[Chunk] = field(default_factory=list)
     records: list[FileRecord] = field(default_factory=list)  # of the kept files
-    to_read: list[tuple[Path, bytes, str]] = field(default_factory=list)  # (path, content, sha256)
+    to_read: list[ToRead] = field(default_factory=list)
+
+    def keep(self, old: Index, record: FileRecord) -> None:
+        """Carry a file's chunks and vectors over from the old index unchanged."""
+        ids = old.chunk_ids_of(record.source)
+        self.kept_rows += ids
+        self.kept_chunks += old.chunks(ids)
+        self.records.append(record)
+
+
+def _walk(folder: Path, skipped: list[Skipped]) -> list[Path]:
+    """Files under ``folder``, sorted: hidden entries pruned, symlinked folders followed once, problems reported."""
+    files, walked = [], set()
+
+    def unreadable(error: OSError) -> None:
+        skipped.append(Skipped(error.filename or str(folder), f"cannot list folder: {error.strerror or error}"))
+
+    for root, folders, names in os.walk(folder, followlinks=True, onerror=unreadable):
+        real = os.stat(root)
+        if (real.st_dev, real.st_ino) in walked:  # reached again through a symbolic link
+            skipped.append(Skipped(root, "symlink loop or folder linked twice: already walked"))
+            folders.clear()
+            continue
+        walked.add((real.st_dev, real.st_ino))
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        files += [Path(root, name) for name in sorted(names) if not name.startswith(".")]
+    return files
+
+
+def _regular_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a document (a FIFO would block the read forever), or None."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "broken symbolic link" if path.is_symlink() else "no such file or directory"
+    except OSError as error:
+        return error.strerror or str(error)
+    return None if stat.S_ISREG(mode) else "not a regular file"
 
 
 def discover(paths: list[str | Path]) -> tuple[list[Path], list[Skipped]]:
-    """Supported files under ``paths`` (recursively, sorted), and what was passed over and why."""
+    """Supported files under ``paths`` (walked recursively, sorted), and what was passed over and why.
+
+    A file named explicitly is taken even if hidden; inside a folder, hidden files
+    and folders are left out.
+    """
     found, skipped = [], []
     for given in map(Path, paths):
-        if given.is_dir():
-            candidates = sorted(p for p in given.rglob("*") if p.is_file() and not p.name.startswith("."))
-        elif given.is_file():
-            candidates = [given]
-        else:
-            skipped.append(Skipped(str(given), "no such file or directory"))
-            continue
+        candidates = _walk(given, skipped) if given.is_dir() else [given]
         for path in candidates:
-            if is_supported(path):
+            if (problem := _regular_file(path)) is not None:
+                skipped.append(Skipped(str(path), problem))
+            elif is_supported(path):
                 found.append(path.resolve())
             else:
                 skipped.append(Skipped(str(path), f"unsupported extension {path.suffix or '(none)'}"))
@@ -115,22 +166,28 @@ def plan_changes(files: list[Path], old: Index | None, fingerprint: str, config:
     summary.files_removed = sum(1 for s in old_files if not Path(s).is_file())
     changes = Changes()
     for path in files:
+        previous = old_files.get(str(path)) if reusable else None
         try:
             data = path.read_bytes()
         except OSError as error:
-            summary.skipped.append(Skipped(str(path), error.strerror or str(error)))
+            skip(changes, old, previous, Skipped(str(path), error.strerror or str(error)), summary)
             continue
         sha256 = hashlib.sha256(data).hexdigest()
-        previous = old_files.get(str(path))
-        if reusable and previous and previous.sha256 == sha256:
-            ids = old.chunk_ids_of(str(path))
-            changes.kept_rows += ids
-            changes.kept_chunks += old.chunks(ids)
-            changes.records.append(previous)
+        if previous and previous.sha256 == sha256:
+            changes.keep(old, previous)
             summary.files_unchanged += 1
         else:
-            changes.to_read.append((path, data, sha256))
+            changes.to_read.append(ToRead(path, data, sha256, previous))
     return changes
+
+
+def skip(changes: Changes, old: Index | None, previous: FileRecord | None, skipped: Skipped, summary: IngestSummary) -> None:
+    """Report a file that cannot be indexed now; keep the version indexed before, if any: nothing stored is lost."""
+    if previous is not None:
+        changes.keep(old, previous)
+        skipped = Skipped(skipped.path, skipped.reason + "; kept the version indexed before")
+    summary.skipped.append(skipped)
+    logger.debug("skipped %s: %s", skipped.path, skipped.reason)
 
 
 def label_languages(chunks: list[Chunk], setting: str) -> list[Chunk]:
@@ -144,19 +201,21 @@ def label_languages(chunks: list[Chunk], setting: str) -> list[Chunk]:
 
 
 def load_and_chunk(
-    to_read: list[tuple[Path, bytes, str]], tokenizer, config: Config, summary: IngestSummary, show_progress: bool
+    changes: Changes, old: Index | None, tokenizer, config: Config, summary: IngestSummary, show_progress: bool
 ) -> tuple[list[Chunk], list[FileRecord]]:
-    """Chunks and file records of the files to read; a file that cannot be read is skipped with its reason."""
+    """Chunks and file records of the files to read; a file that fails is skipped with its reason (see :func:`skip`)."""
     splitter = make_splitter(tokenizer, config.chunk_tokens, config.chunk_overlap)
     chunks, records = [], []
-    for path, data, sha256 in tqdm(to_read, desc="reading", unit="file", disable=not show_progress):
+    for item in tqdm(changes.to_read, desc="reading", unit="file", disable=not show_progress):
         try:
-            file_chunks = label_languages(chunk_pages(str(path), load_file(path, data, config.pdf_password), splitter), config.language)
-        except LoadError as error:
-            summary.skipped.append(Skipped(str(path), str(error)))
+            pages = load_file(item.path, item.data, config.pdf_password)
+            file_chunks = label_languages(chunk_pages(str(item.path), pages, splitter), config.language)
+        except Exception as error:  # noqa: BLE001 - whatever breaks on one file (a parser bug too) is that file's alone
+            reason = str(error) if isinstance(error, LoadError) else f"{type(error).__name__}: {error}"
+            skip(changes, old, item.previous, Skipped(str(item.path), reason), summary)
             continue
         chunks += file_chunks
-        records.append(FileRecord(str(path), sha256, len(file_chunks)))
+        records.append(FileRecord(str(item.path), item.sha256, len(file_chunks)))
         summary.files_read += 1
     return chunks, records
 
@@ -166,7 +225,7 @@ def previous_generation(index_dir: Path) -> Index | None:
     if not (index_dir / "CURRENT").is_file():
         return None
     try:
-        return Index.open(index_dir)
+        return Index.open(index_dir, eager=False)  # the caller holds the writer lock: nothing is retired meanwhile
     except IndexStoreError as error:  # an older format or a damaged manifest: re-reading the files rebuilds it
         logger.warning("rebuilding %s from its files: %s", index_dir, error)
         return None
@@ -192,7 +251,7 @@ def ingest(
         new_chunks, new_records = [], []
         if changes.to_read:  # the embedder loads only when something needs embedding
             embedder = embedder or load_embedder(config)
-            new_chunks, new_records = load_and_chunk(changes.to_read, embedder.tokenizer, config, summary, show_progress)
+            new_chunks, new_records = load_and_chunk(changes, old, embedder.tokenizer, config, summary, show_progress)
 
         total = len(changes.kept_chunks) + len(new_chunks)
         if total == 0:

@@ -34,12 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def print_summary(summary: IngestSummary) -> None:
     if not summary.changed:
-        print(f"{summary.index}: nothing changed ({summary.files_unchanged} files, {summary.chunks_total} chunks)")
+        print(f"{summary.index}: nothing changed ({summary.files_unchanged} files, {summary.chunks_total} chunks), {len(summary.skipped)} skipped")
     else:
         print(
             f"{summary.index}: {summary.files_read} files read, {summary.files_unchanged} unchanged, "
-            f"{summary.files_removed} removed; chunks +{summary.chunks_added} -{summary.chunks_removed} "
-            f"= {summary.chunks_total}; {summary.seconds:.1f} s"
+            f"{summary.files_removed} removed, {len(summary.skipped)} skipped; chunks +{summary.chunks_added} "
+            f"-{summary.chunks_removed} = {summary.chunks_total}; {summary.seconds:.1f} s"
         )
     for skipped in summary.skipped:
         print(f"  skipped {skipped.path}: {skipped.reason}")

@@ -11,6 +11,7 @@ A file that cannot be read raises :class:`LoadError` with a reason a user can ac
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,12 +30,24 @@ class Page:
     page: int | None = None  # 1-based PDF page number; None for formats without pages
 
 
+# Byte-order marks, longest first: UTF-32 LE starts with the UTF-16 LE mark.
+BOMS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]  # fmt: skip
+BINARY_SHARE = 0.05  # control characters above this share of a text mean binary content, not text
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufffd]")  # tab, newlines and form feed are text
+
+
 def _decode(data: bytes) -> str:
+    """Text of a file in UTF-8 (or the encoding its byte-order mark names), else cp1252; mojibake repaired."""
+    encoding = next((name for bom, name in BOMS if data.startswith(bom)), None)
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode(encoding or "utf-8", errors="replace" if encoding else "strict")
     except UnicodeDecodeError:
         text = data.decode("cp1252", errors="replace")  # legacy Windows text, the usual non-UTF-8 case
-    return ftfy.fix_text(text)
+    controls = len(_CONTROL.findall(text))
+    if controls > BINARY_SHARE * len(text):
+        raise LoadError(f"binary content, not text ({controls} control characters in {len(text)}); if it is text, save it as UTF-8")
+    return ftfy.fix_text(_CONTROL.sub("", text) if controls else text)
 
 
 def load_text(path: Path, data: bytes, pdf_password: str = "") -> list[Page]:
@@ -62,7 +75,6 @@ def load_pdf(path: Path, data: bytes, pdf_password: str = "") -> list[Page]:
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -72,7 +84,9 @@ def load_pdf(path: Path, data: bytes, pdf_password: str = "") -> list[Page]:
             if not reader.decrypt(pdf_password):
                 raise LoadError("encrypted PDF: the --pdf-password given does not open it")
         pages = [Page(ftfy.fix_text(page.extract_text() or ""), number) for number, page in enumerate(reader.pages, 1)]
-    except (PdfReadError, ValueError, KeyError, TypeError) as error:
+    except LoadError:
+        raise
+    except Exception as error:  # noqa: BLE001 - pypdf raises many kinds (NotImplementedError for an unknown filter...)
         raise LoadError(f"corrupt PDF ({type(error).__name__}: {error})") from error
     return [page for page in pages if page.text.strip()]
 

@@ -32,7 +32,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.serve import openai_api as oa
-from rag.serve.batcher import Batcher, Job, JobFailed
+from rag.serve.batcher import Batcher, Job
 from rag.serve.batcher import Request as JobRequest
 from rag.serve.config import MAX_K, ServeConfig
 from rag.serve.engine import Done, Engine
