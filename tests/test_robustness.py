@@ -259,23 +259,28 @@ def test_embeddings_evaluation_ranks_a_corpus_bounded_by_limit(config, monkeypat
     assert sum(embedded) <= 2 + 2 + embeddings.MIN_OTHERS
 
 
-def test_a_cpu_batch_runs_unpadded_with_the_padded_batch_loss(config):
+def test_a_cpu_batch_runs_one_sequence_at_a_time_with_the_padded_batch_loss_and_gradients(config):
     import torch
 
     from rag.finetune.causal import IGNORE, Sequence, causal_task, collate
+    from rag.finetune.trainer import batch_loss
     from rag.models import load_generator
 
     model, tokenizer = load_generator(config, for_training=True)
-    model.eval()
+    model.eval()  # no dropout: both ways must compute the same function
     batch = [
         Sequence(list(range(100, 100 + length)), [IGNORE] * (length - answer) + list(range(100 + length - answer, 100 + length)))
         for length, answer in ((40, 5), (25, 9), (33, 1))
     ]
     task = causal_task(model, tokenizer, ([], []), save=None)
-    with torch.no_grad():
-        padded = model(**collate(batch, tokenizer.pad_token_id, "cpu")).loss
-        unpadded, tokens = task.loss(batch)
-    assert unpadded.item() == pytest.approx(padded.item(), abs=1e-4) and tokens == 98
+    assert [len(part) for part, _ in task.parts(batch)] == [1, 1, 1]
+    weight = model.get_output_embeddings().weight
+    padded = model(**collate(batch, tokenizer.pad_token_id, "cpu")).loss
+    padded.backward()
+    padded_grad, weight.grad = weight.grad.clone(), None
+    loss, tokens = batch_loss(task, batch, backward=True)
+    assert loss == pytest.approx(padded.item(), abs=1e-4) and tokens == 98
+    assert torch.allclose(weight.grad, padded_grad, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------- blank questions and bad flags

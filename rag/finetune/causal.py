@@ -112,25 +112,27 @@ def scored_tokens(sequence: Sequence) -> int:
 def causal_task(model, tokenizer, sequences: tuple[list[Sequence], list[Sequence]], save, merge=None) -> Task:
     """A Task whose loss is the causal LM cross-entropy over the labelled tokens (the model shifts labels).
 
-    On a CPU each sequence runs alone and the losses are combined weighted by
-    their scored tokens, which is exactly the padded batch's mean: attention over
-    a padded batch takes SDPA's masked path, with no fused CPU kernel. On four
-    ~730-token SQuAD prompts (LoRA, one thread) one by one took 13 s to evaluate
-    and 30 s to train against 16 s and 38 s padded. On a GPU the padded batch is
-    the fast path.
+    On a CPU each sequence runs forward and backward alone (:attr:`Task.parts`),
+    its loss weighted by its scored tokens, which sums exactly to the padded
+    batch's mean. Attention over a padded batch takes SDPA's masked path, with no
+    fused CPU kernel: on four ~730-token SQuAD prompts (LoRA, one thread) one by
+    one took 13 s to evaluate and 30 s to train against 16 s and 38 s padded. And
+    only one sequence's activations are held at a time: a padded batch of four
+    1,536-token prompts took 17 GB resident with SmolLM2 and was killed for memory.
+    On a GPU the padded batch is the fast path.
     """
     device = next(model.parameters()).device
 
     def loss(batch: list[Sequence]):
-        if device.type != "cpu" or len(batch) == 1:
-            inputs = collate(batch, tokenizer.pad_token_id, device)
-            return model(**inputs).loss, int(inputs["attention_mask"].sum())
+        inputs = collate(batch, tokenizer.pad_token_id, device)
+        return model(**inputs).loss, int(inputs["attention_mask"].sum())
+
+    def one_by_one(batch: list[Sequence]) -> list[tuple[list[Sequence], float]]:
         weights = [scored_tokens(sequence) for sequence in batch]
-        total = sum(model(**collate([sequence], tokenizer.pad_token_id, device)).loss * weight for sequence, weight in zip(batch, weights))
-        return total / max(1, sum(weights)), sum(len(sequence.input_ids) for sequence in batch)
+        return [([sequence], weight / max(1, sum(weights))) for sequence, weight in zip(batch, weights)]
 
     train, val = sequences
-    return Task(model=model, train=train, val=val, loss=loss, save=save, merge=merge)
+    return Task(model=model, train=train, val=val, loss=loss, save=save, merge=merge, parts=one_by_one if device.type == "cpu" else None)
 
 
 def save_with_tokenizer(model, tokenizer, folder: Path) -> None:

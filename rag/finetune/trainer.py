@@ -55,6 +55,21 @@ class Task:
     evaluate: Callable[[], dict[str, float]] | None = None  # metrics besides the loss, before and after
     batches: Callable[[list, int, random.Random], list[list]] = shuffled_batches
     merge: Callable[[Path], None] | None = None  # lora --merge: write the merged model
+    # batch -> (part, weight) pairs whose weighted losses sum to the batch's mean loss: each part runs forward and
+    # backward alone (gradient accumulation), so only one part's activations are held at a time. None: the batch whole.
+    parts: Callable[[list], list[tuple[list, float]]] | None = None
+
+
+def batch_loss(task: Task, batch: list, backward: bool) -> tuple[float, int]:
+    """The mean loss of ``batch`` and its input tokens, over ``task.parts`` if it has them; ``backward`` adds the gradients."""
+    total, tokens = 0.0, 0
+    for part, weight in task.parts(batch) if task.parts else [(batch, 1.0)]:
+        loss, part_tokens = task.loss(part)
+        if backward:
+            (loss * weight).backward()
+        total += loss.item() * weight
+        tokens += part_tokens
+    return total, tokens
 
 
 @dataclass
@@ -109,7 +124,7 @@ def validation_loss(task: Task, batch_size: int) -> float:
     total, count = 0.0, 0
     for start in range(0, len(task.val), batch_size):
         batch = task.val[start : start + batch_size]
-        total += task.loss(batch)[0].item() * len(batch)
+        total += batch_loss(task, batch, backward=False)[0] * len(batch)
         count += len(batch)
     return total / count
 
@@ -138,8 +153,7 @@ def train(task: Task, settings: FinetuneConfig, checkpoints: Path, fingerprint: 
             torch.manual_seed(settings.seed * 1_000_003 + state.step)  # same dropout masks when resumed
             task.model.train()
             began = time.perf_counter()
-            loss, tokens = task.loss(batch)
-            loss.backward()
+            loss, tokens = batch_loss(task, batch, backward=True)
             torch.nn.utils.clip_grad_norm_(trainable.values(), settings.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -147,9 +161,9 @@ def train(task: Task, settings: FinetuneConfig, checkpoints: Path, fingerprint: 
             state.examples_seen += len(batch)
             state.tokens_seen += tokens
             state.step += 1
-            state.train_losses.append(round(loss.item(), 5))
+            state.train_losses.append(round(loss, 5))
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", epoch=epoch + 1)
+            bar.set_postfix(loss=f"{loss:.4f}", epoch=epoch + 1)
 
             last = state.step == len(plan)
             epoch_end = last or plan[state.step][0] != epoch
