@@ -36,12 +36,10 @@ import json
 import math
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -147,18 +145,6 @@ class MemoryFigures:
 
 
 # ---------------------------------------------------------------------------- measuring
-
-
-def timed(function: Callable, *args, **kwargs) -> tuple[object, float]:
-    began = time.perf_counter()
-    result = function(*args, **kwargs)
-    return result, time.perf_counter() - began
-
-
-def percentiles_ms(seconds: list[float]) -> tuple[float, float]:
-    # statistics.quantiles with n=100 interpolates; index 49 is p50 and 94 is p95.
-    cuts = statistics.quantiles(seconds, n=100, method="inclusive")
-    return round(cuts[49] * 1000, 3), round(cuts[94] * 1000, 3)
 
 
 def memory(phase: str) -> MemoryFigures:
