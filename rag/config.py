@@ -73,6 +73,9 @@ class Config:
     # prompts prefilled 1.6x slower padded than one by one); "batched" pads them into one forward
     # pass (right on a GPU); "auto" = separate on CPU, batched elsewhere.
     generation_prefill: str = "auto"
+    # Prompts that share at least this many opening tokens (system preprompt, few-shot turns) prefill
+    # them once: their key/value cache is kept and reused (rag/generate.py). 0 turns reuse off.
+    min_prefix_tokens: int = 32
 
     def override(self, values: dict[str, Any]) -> Config:
         """Return a copy with ``values`` applied; unknown keys raise ``ValueError``."""
