@@ -63,6 +63,10 @@ class Config:
     context_tokens: int = 1536  # budget for the whole prompt, in generator tokens
     few_shot: int = 0  # number of examples from few_shot_file put in the prompt
     few_shot_file: str = ""  # JSONL {"context", "question", "answer"}; "" = built-in examples in the question's language
+    # passages: whole retrieved passages; sentences: only their sentences closest to the question (embedder
+    # similarity), at most sentence_context_tokens of them, each under its passage's number (rag/context.py).
+    context: str = "passages"
+    sentence_context_tokens: int = 256
     preprompt: str = ""  # system preprompt; "" = the built-in one in the question's language (rag/prompt.py PROMPT_TEXTS)
 
     # --- generation
