@@ -25,12 +25,12 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from timing import percentiles_ms
 
 from rag.config import Config
 from rag.embed import embed_texts
 from rag.index import apply_search_settings, build_faiss
 from rag.models import embedder_source
-from timing import percentiles_ms
 
 CACHE = Path("~/.cache/rag-lab/bench").expanduser()
 SHARED_SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad"
