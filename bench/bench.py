@@ -1,25 +1,27 @@
-"""Benchmark ingest, retrieval and generation, and LangChain's path on the same corpus and encoder.
+"""Benchmark ingest, ANN search, retrieval and generation, and LangChain's path on the same corpus and encoder.
 
 Run from the repository root (every model comes from an installed package; nothing is downloaded):
 
-    .venv/bin/python bench/bench.py                                   # vellmar copied to ~1000 chunks, 100k synthetic
-    .venv/bin/python bench/bench.py --large 20000 --min-chunks 300    # quick run on a busy machine
-    .venv/bin/python bench/bench.py --corpus ../shared/data/seeds-fr --out reports/bench-seeds.json
-    .venv/bin/python bench/bench.py --set embed_batch_size=32 --set index_type=hnsw   # any config key
+    .venv/bin/python bench/bench.py --json reports/bench.json        # full run: ~1000 chunks, ANN at 100k sentences
+    .venv/bin/python bench/bench.py --quick                           # every section at small sizes, under 5 minutes
+    .venv/bin/python bench/bench.py --ann-size 50000 --ann-queries 500
+    .venv/bin/python bench/bench.py --set embed_batch_size=32         # any config key
 
-Phases, in order (each prints its figures as soon as it ends; bench/README.md says what each means):
+Sections, in order (each prints its figures as soon as it ends; bench/README.md says what each means):
 
 1. ingest: ``rag.ingest.ingest`` on N copies of the corpus with a preloaded embedder, next to the
    raw ``encode`` of exactly the chunks it stored (goal: ingest within 15% of raw encoding);
 2. encoder precision: bf16 against fp32 ``encode`` throughput on the same chunks;
 3. LangChain: its loaders, ``RecursiveCharacterTextSplitter``, ``HuggingFaceEmbeddings`` and FAISS
-   store on the same files and encoder folder, end to end, and the ratio to ours;
-4. retrieval latency: single-question p50/p95 through ``Retriever.search`` on the ingested index
-   and on synthetic indexes of ``--large`` chunks (flat, hnsw, ivf), plus FAISS alone;
-5. generator: time to first token and tokens/s while streaming one real RAG prompt, then batched
-   generation (``generation_batch_size`` 8 against 1) in questions/s, in the configured precision
-   and in fp32, and the eval path (batched, configured precision) over the naive fp32 loop;
-6. peak resident memory after every phase.
+   store on the same files and encoder folder, end to end, and the ratio to ours (goal >= 1.0x);
+4. ANN: flat, HNSW and IVF over ``--ann-size`` real sentences (bench/ann.py), each search setting's
+   p50 latency beside its recall@10 against exact search (goal: >= 0.95 at p50 <= 1 ms);
+5. retrieval latency: single-question p50/p95 through ``Retriever.search`` on the ingested index;
+6. generator: time to first token and tokens/s streaming one RAG prompt; prefix reuse (time to
+   first token and questions/s with the shared prefix prefilled each time or kept once); the eval
+   path (batched, configured precision, prefix reuse; whole passages or sentences) against the
+   naive loop (one at a time, fp32), in questions/s and F1 (goal: >= 3x);
+7. peak resident memory after every section.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ INGEST_GOAL = 0.15  # the issue's goal: ingest at most 15% slower than raw encod
 BATCH_GOAL = 3.0  # the eval issue's goal: >= 3x the questions/s of one-at-a-time generation
 ANN_RECALL_GOAL, ANN_P50_GOAL_MS = 0.95, 1.0  # issue #13: recall@10 >= 0.95 of exact at p50 <= 1 ms, search alone
 HNSW_EF_SEARCH = (16, 32, 64, 128, 256)  # the values of each search setting the ANN section sweeps
-IVF_NPROBE = (1, 4, 8, 16, 32, 64)
+IVF_NPROBE = (1, 8, 16, 32, 64, 128)
+SECTIONS = ("ingest", "ann", "generation")  # ingest: + precision + LangChain; generation: + retrieval latency
 FEW_SHOT_EXAMPLES = 4  # as the eval's fewshot variant
 # Units by a marker in the figure's name, first match wins.
 UNITS = (("_per_s", "per second"), ("qps", "questions/s"), ("_ms", "ms"), ("_s_", "s"), ("seconds", "s"), ("_mb", "MiB"), ("_pct", "%"),
@@ -482,6 +485,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, help="tokens generated per answer (32)")
     parser.add_argument("--gen-prompts", type=int, help="questions answered per generation figure (8)")
     parser.add_argument("--quick", action="store_true", help="every section at small sizes: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    parser.add_argument("--sections", type=sections, default=SECTIONS, help=f"comma list of {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--json", help="write every figure, with its unit, the machine and the load, to this file")
     add_config_flags(parser)
     args = parser.parse_args()
@@ -491,6 +495,14 @@ def parse_args() -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, value)
     return args
+
+
+def sections(value: str) -> tuple[str, ...]:
+    chosen = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"unknown section(s) {', '.join(unknown) or '(none)'}; choose from {','.join(SECTIONS)}")
+    return chosen
 
 
 def unit_of(name: str, value) -> str | None:
@@ -535,29 +547,31 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
         work = Path(tmp)
-        ingested = bench_ingest(Path(args.corpus), args.repeat, args.min_chunks, work, config, embedder)
-        report["ingest"] = with_units(ingested)
-        show("ingest (rag.ingest.ingest vs raw encode of the same chunks)", ingested)
-        goals["ingest overhead <= 15%"] = ingested.overhead_pct <= INGEST_GOAL * 100
-        print(goal(f"overhead <= {INGEST_GOAL:.0%}", goals["ingest overhead <= 15%"]))
-        memories.append(memory("ingest"))
+        if "ingest" in args.sections:
+            ingested = bench_ingest(Path(args.corpus), args.repeat, args.min_chunks, work, config, embedder)
+            report["ingest"] = with_units(ingested)
+            show("ingest (rag.ingest.ingest vs raw encode of the same chunks)", ingested)
+            goals["ingest overhead <= 15%"] = ingested.overhead_pct <= INGEST_GOAL * 100
+            print(goal(f"overhead <= {INGEST_GOAL:.0%}", goals["ingest overhead <= 15%"]))
+            memories.append(memory("ingest"))
 
-        index = Index.open(work / "index")
-        chunks = index.chunks()
-        precision = bench_precision([c.text for c in chunks[: args.precision_sample]], config, embedder)
-        report["precision"] = with_units(precision)
-        show("encoder precision (embed_precision)", precision)
-        memories.append(memory("precision"))
+            chunks = Index.open(work / "index").chunks()
+            precision = bench_precision([c.text for c in chunks[: args.precision_sample]], config, embedder)
+            report["precision"] = with_units(precision)
+            show("encoder precision (embed_precision)", precision)
+            memories.append(memory("precision"))
 
-        copies = sorted(path for path in (work / "corpus").rglob("*") if path.is_file())
-        langchain = bench_langchain(copies, config, ingested.ingest_chunks_per_s)
-        report["langchain"] = with_units(langchain)
-        show("LangChain (loaders + RecursiveCharacterTextSplitter + HuggingFaceEmbeddings + FAISS)", langchain)
-        goals["ingest >= 1.0x LangChain"] = langchain.ours_over_langchain >= 1.0
-        print(goal("ours >= 1.0x LangChain's chunks/s", goals["ingest >= 1.0x LangChain"]))
-        memories.append(memory("langchain"))
+            copies = sorted(path for path in (work / "corpus").rglob("*") if path.is_file())
+            langchain = bench_langchain(copies, config, ingested.ingest_chunks_per_s)
+            report["langchain"] = with_units(langchain)
+            show("LangChain (loaders + RecursiveCharacterTextSplitter + HuggingFaceEmbeddings + FAISS)", langchain)
+            goals["ingest >= 1.0x LangChain"] = langchain.ours_over_langchain >= 1.0
+            print(goal("ours >= 1.0x LangChain's chunks/s", goals["ingest >= 1.0x LangChain"]))
+            memories.append(memory("langchain"))
+        elif "generation" in args.sections:  # an index to retrieve from, built untimed
+            ingest([Path(args.corpus)], work / "index", config, embedder=embedder)
 
-        if args.ann_size:
+        if "ann" in args.sections and args.ann_size:
             rows = bench_ann(args.ann_size, args.ann_queries, config, embedder)
             report["ann"] = [with_units(row) for row in rows]
             show_table("ANN on real sentences: FAISS search alone, one query per call, recall@10 against exact (flat)", rows)
@@ -567,35 +581,37 @@ def main() -> int:
                   + (" by " + ", ".join(f"{r.index_type} {r.setting}={r.value}" for r in good) if good else ""))
             memories.append(memory("ann"))
 
-        questions = load_questions(Path(args.questions), chunks, args.queries)
-        retriever = Retriever(index, config, embedder=embedder)
-        rows = latency_rows(retriever, questions, "ingested", 0.0)
-        report["retrieval"] = [with_units(row) for row in rows]
-        show_table(f"retrieval latency on the ingested index, one question per call, k={config.k} (dense, hybrid: embedding included)", rows)
-        memories.append(memory("retrieval"))
+        if "generation" in args.sections:
+            index = Index.open(work / "index")
+            questions = load_questions(Path(args.questions), index.chunks(), args.queries)
+            retriever = Retriever(index, config, embedder=embedder)
+            rows = latency_rows(retriever, questions, "ingested", 0.0)
+            report["retrieval"] = [with_units(row) for row in rows]
+            show_table(f"retrieval latency on the ingested index, one question per call, k={config.k} (dense, hybrid: embedding included)", rows)
+            memories.append(memory("retrieval"))
 
-        generator = Generator.load(config)
-        items = [item for item in {i.question: i for i in load_qa(args.questions)}.values() if item.answers][: args.gen_prompts]
-        hits = [[h.chunk for h in found] for found in retriever.search([i.question for i in items], config.retriever, config.k)]
-        kinds = {"rag": [], "fewshot": load_few_shot(config.override({"few_shot": FEW_SHOT_EXAMPLES}))}
-        rag_prompts = {kind: [build_prompt(i.question, found, generator.tokenizer, config, examples).input_ids for i, found in zip(items, hits)]
-                       for kind, examples in kinds.items()}
-        stream = bench_stream(generator, rag_prompts["rag"][0])
-        report["stream"] = with_units(stream)
-        show(f"generator streaming ({config.generator}, one RAG prompt, greedy)", stream)
+            generator = Generator.load(config)
+            items = [item for item in {i.question: i for i in load_qa(args.questions)}.values() if item.answers][: args.gen_prompts]
+            hits = [[h.chunk for h in found] for found in retriever.search([i.question for i in items], config.retriever, config.k)]
+            kinds = {"rag": [], "fewshot": load_few_shot(config.override({"few_shot": FEW_SHOT_EXAMPLES}))}
+            rag_prompts = {kind: [build_prompt(i.question, found, generator.tokenizer, config, examples).input_ids for i, found in zip(items, hits)]
+                           for kind, examples in kinds.items()}
+            stream = bench_stream(generator, rag_prompts["rag"][0])
+            report["stream"] = with_units(stream)
+            show(f"generator streaming ({config.generator}, one RAG prompt, greedy)", stream)
 
-        prefix = [bench_prefix(generator, rag_prompts[kind], kind) for kind in kinds]
-        report["prefix_reuse"] = [with_units(row) for row in prefix]
-        show_table("prefix reuse: shared prefix prefilled for every question (full) or kept once per generator (reused)", prefix)
+            prefix = [bench_prefix(generator, rag_prompts[kind], kind) for kind in kinds]
+            report["prefix_reuse"] = [with_units(row) for row in prefix]
+            show_table("prefix reuse: shared prefix prefilled for every question (full) or kept once per generator (reused)", prefix)
 
-        fp32 = generator if generator.model.dtype == torch.float32 else Generator.load(config.override({"generator_precision": "fp32"}))
-        paths = [row for kind, examples in kinds.items() for row in bench_eval_path(generator, fp32, items, hits, kind, examples, embedder)]
-        report["eval_path"] = [with_units(row) for row in paths]
-        show_table("eval path (batched, configured precision, prefix reuse) against the naive loop (one at a time, fp32, no reuse)", paths)
-        best = max(row.speedup for row in paths)
-        goals[f"eval path >= {BATCH_GOAL:g}x the naive loop"] = best >= BATCH_GOAL
-        print(goal(f"eval path >= {BATCH_GOAL:g}x the naive loop (best arm {best:.2f}x)", best >= BATCH_GOAL))
-        memories.append(memory("generator"))
+            fp32 = generator if generator.model.dtype == torch.float32 else Generator.load(config.override({"generator_precision": "fp32"}))
+            paths = [row for kind, examples in kinds.items() for row in bench_eval_path(generator, fp32, items, hits, kind, examples, embedder)]
+            report["eval_path"] = [with_units(row) for row in paths]
+            show_table("eval path (batched, configured precision, prefix reuse) against the naive loop (one at a time, fp32, no reuse)", paths)
+            best = max(row.speedup for row in paths)
+            goals[f"eval path >= {BATCH_GOAL:g}x the naive loop"] = best >= BATCH_GOAL
+            print(goal(f"eval path >= {BATCH_GOAL:g}x the naive loop (best arm {best:.2f}x)", best >= BATCH_GOAL))
+            memories.append(memory("generator"))
 
     report["machine"]["loadavg_end"] = os.getloadavg()  # other processes on the CPU make figures noisy
     report["memory"] = [with_units(row) for row in memories]
