@@ -45,8 +45,11 @@ class Config:
     chunk_tokens: int = 256  # measured in the embedder's own tokens
     chunk_overlap: int = 32
     index_type: str = "flat"  # flat (exact inner product) | hnsw | ivf
-    hnsw_m: int = 32
+    hnsw_m: int = 32  # links per node, fixed at build
     ivf_nlist: int = 0  # 0 = about 4 * sqrt(number of chunks)
+    # Search-time settings, applied when an index is searched: higher is slower and closer to exact.
+    # Defaults chosen by measurement (bench/README.md, "ANN"): recall@10 against exact search on real text.
+    hnsw_ef_search: int = 64
     ivf_nprobe: int = 8
     pdf_password: str = ""
 
@@ -60,6 +63,10 @@ class Config:
     context_tokens: int = 1536  # budget for the whole prompt, in generator tokens
     few_shot: int = 0  # number of examples from few_shot_file put in the prompt
     few_shot_file: str = ""  # JSONL {"context", "question", "answer"}; "" = built-in examples in the question's language
+    # passages: whole retrieved passages; sentences: only their sentences closest to the question (embedder
+    # similarity), at most sentence_context_tokens of them, each under its passage's number (rag/context.py).
+    context: str = "passages"
+    sentence_context_tokens: int = 256
     preprompt: str = ""  # system preprompt; "" = the built-in one in the question's language (rag/prompt.py PROMPT_TEXTS)
 
     # --- generation
@@ -70,6 +77,9 @@ class Config:
     # prompts prefilled 1.6x slower padded than one by one); "batched" pads them into one forward
     # pass (right on a GPU); "auto" = separate on CPU, batched elsewhere.
     generation_prefill: str = "auto"
+    # Prompts that share at least this many opening tokens (system preprompt, few-shot turns) prefill
+    # them once: their key/value cache is kept and reused (rag/generate.py). 0 turns reuse off.
+    min_prefix_tokens: int = 32
 
     def __post_init__(self) -> None:
         check_minimums(self, AT_LEAST)
@@ -91,9 +101,9 @@ class Config:
 
 # Smallest valid value of each numeric key (0 where 0 means "none" or "auto").
 AT_LEAST = {
-    "embed_batch_size": 1, "chunk_tokens": 1, "chunk_overlap": 0, "hnsw_m": 1, "ivf_nlist": 0, "ivf_nprobe": 1,
+    "embed_batch_size": 1, "chunk_tokens": 1, "chunk_overlap": 0, "hnsw_m": 1, "hnsw_ef_search": 1, "ivf_nlist": 0, "ivf_nprobe": 1,
     "k": 1, "rrf_k": 0, "fusion_depth": 1, "context_tokens": 1, "few_shot": 0, "max_new_tokens": 1,
-    "generation_batch_size": 1,
+    "generation_batch_size": 1, "sentence_context_tokens": 1, "min_prefix_tokens": 1,
 }  # fmt: skip
 
 

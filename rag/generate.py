@@ -1,5 +1,13 @@
 """Generate: greedy decoding with the local generator, streamed or in left-padded batches.
 
+Prefix reuse: the prompts of one eval or one server share their opening tokens (system
+preprompt, few-shot turns). The key/value cache of the longest token prefix the prompts of a
+batch share (at least ``config.min_prefix_tokens``) is computed once and kept; later prompts
+that start with it prefill only their own tokens. A cached prefix only shrinks (cropped to what
+a new batch still shares) until a batch shares too little of it, which computes a new one.
+Causal attention makes a prefix's keys and values independent of what follows, so the answers
+are those of a full prefill (in fp32, token for token: tests/test_prompt.py).
+
 The generator is the base model, the base model with a PEFT adapter (LoRA or
 a soft prompt; without ``adapter`` the base model answers, the adapter
 "unplugged"), or a fully fine-tuned folder given as ``config.generator``.
@@ -14,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import takewhile
 
 import torch
 import torch.nn.functional as F
@@ -32,9 +41,20 @@ class Generation:
     seconds: float
 
 
+def common_prefix(rows: list[list[int]]) -> list[int]:
+    """The longest list of token ids every row starts with.
+
+    >>> common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]])
+    [1, 2]
+    """
+    return [column[0] for column in takewhile(lambda column: len(set(column)) == 1, zip(*rows))]
+
+
 class Generator:
     def __init__(self, model, tokenizer, config: Config):
         self.model, self.tokenizer, self.config = model, tokenizer, config
+        self._prefix: list[int] = []  # the token ids whose key/value cache is kept
+        self._prefix_layers: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer (1, heads, len(_prefix), head_dim)
         window = getattr(model.config, "max_position_embeddings", None)
         if window and config.context_tokens + config.max_new_tokens > window:
             raise ValueError(
@@ -79,16 +99,61 @@ class Generator:
             return False
         return self.config.generation_prefill == "separate" or self.device.type == "cpu"
 
-    def _prefilled_cache(self, rows: list[list[int]]):
+    @property
+    def reuses_prefix(self) -> bool:
+        # A soft prompt's virtual tokens come before any prompt token, inside the PEFT model's own forward.
+        return self.config.min_prefix_tokens > 0 and not self.virtual_tokens
+
+    @property
+    def kept_prefix_tokens(self) -> int:
+        """Length of the prompt prefix whose key/value cache is kept (0 before any batch shared one)."""
+        return len(self._prefix)
+
+    def _shared_prefix(self, rows: list[list[int]]) -> int:
+        """How many opening tokens of ``rows`` the kept prefix cache covers (0: none), updating it first.
+
+        Every row keeps at least its last token out of the prefix: ``generate`` needs one to run.
+        """
+        if not self.reuses_prefix:
+            return 0
+        longest_usable = min(map(len, rows)) - 1
+        shared = len(common_prefix([self._prefix[:longest_usable], *rows]))
+        if shared >= self.config.min_prefix_tokens:
+            self._crop_prefix(shared)
+            return shared
+        if len(rows) > 1:  # a new prefix, from what this batch shares
+            self._store_prefix(common_prefix(rows)[:longest_usable])
+            return len(self._prefix)
+        return 0
+
+    def _store_prefix(self, ids: list[int]) -> None:
+        self._prefix, self._prefix_layers = [], []
+        if len(ids) >= self.config.min_prefix_tokens:
+            cache = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True).past_key_values
+            self._prefix, self._prefix_layers = ids, [(layer.keys, layer.values) for layer in cache.layers]
+
+    def _crop_prefix(self, length: int) -> None:
+        self._prefix = self._prefix[:length]
+        self._prefix_layers = [(keys[:, :, :length], values[:, :, :length]) for keys, values in self._prefix_layers]
+
+    def _prefix_cache(self, batch: int):
+        """A fresh cache holding the kept prefix for ``batch`` rows; the kept tensors are never written
+        (a DynamicCache appends with torch.cat, which makes new tensors), so no copy is needed."""
+        from transformers import DynamicCache
+
+        return DynamicCache([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self._prefix_layers], config=self.model.config)
+
+    def _prefilled_cache(self, rows: list[list[int]], reused: int):
         """Each prompt but its last token run alone, the key/value caches left-padded into one batch.
 
-        ``generate`` then sees the cache covers all but the last position and runs
-        only the last prompt token and the decoding steps batched; the padded
-        slots are masked by the attention mask, as left padding would be.
+        The first ``reused`` tokens of every row come from the kept prefix cache. ``generate``
+        then sees the cache covers all but the last position and runs only the last prompt token
+        and the decoding steps batched; the padded slots are masked by the attention mask, as
+        left padding would be.
         """
         from transformers import DynamicCache
 
-        caches = [self.model(input_ids=torch.tensor([row[:-1]], device=self.device), use_cache=True).past_key_values for row in rows]
+        caches = [self._row_cache(row[:-1], reused) for row in rows]
         longest = max(map(len, rows)) - 1
 
         def left_padded(tensors: list[torch.Tensor]) -> torch.Tensor:  # each (1, heads, length, head_dim)
@@ -99,6 +164,13 @@ class Generator:
             for n in range(len(caches[0].layers))
         ]
         return DynamicCache(layers, config=self.model.config)
+
+    def _row_cache(self, ids: list[int], reused: int):
+        """The key/value cache of one row's ``ids``, its first ``reused`` tokens taken from the kept prefix."""
+        cache = self._prefix_cache(1) if reused else None
+        if len(ids) == reused:
+            return cache
+        return self.model(input_ids=torch.tensor([ids[reused:]], device=self.device), past_key_values=cache, use_cache=True).past_key_values
 
     def generate(self, prompts: list[list[int]]) -> list[Generation]:
         """Answers for token-id prompts, ``config.generation_batch_size`` at a time, left-padded.
@@ -133,7 +205,13 @@ class Generator:
         padded = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt").to(self.device)
         # Without padding one forward pass is the fast path anyway; a one-token prompt has nothing to prefill.
         uneven = len({len(row) for row in rows}) > 1 and min(map(len, rows)) > 1
-        prefilled = {"past_key_values": self._prefilled_cache(rows)} if uneven and self.separate_prefill else {}
+        reused = self._shared_prefix(rows)
+        if uneven and self.separate_prefill:
+            prefilled = {"past_key_values": self._prefilled_cache(rows, reused)}
+        elif reused and not uneven:  # equal lengths: no padding, so the prefix sits at the same positions in every row
+            prefilled = {"past_key_values": self._prefix_cache(len(rows))}
+        else:  # left padding shifts each row's prefix to its own positions: a shared cache cannot serve them
+            prefilled = {}
         kwargs = self._generate_kwargs() | ({"max_new_tokens": max_new_tokens} if max_new_tokens else {})
         output = self.model.generate(
             **padded, **prefilled, **kwargs, streamer=streamer, stopping_criteria=stopping_criteria
@@ -152,6 +230,8 @@ class Generator:
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         inputs = torch.tensor([prompt], device=self.device)
         kwargs = {"input_ids": inputs, "attention_mask": torch.ones_like(inputs), "streamer": streamer, **self._generate_kwargs()}
+        if self._shared_prefix([prompt]):
+            kwargs["past_key_values"] = self._prefix_cache(1)
         worker = threading.Thread(target=torch.inference_mode()(self.model.generate), kwargs=kwargs, daemon=True)
         worker.start()
         yield from streamer

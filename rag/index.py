@@ -115,6 +115,14 @@ def _ivf(vectors: np.ndarray, config: Config) -> faiss.Index:
 FAISS_INDEX_TYPES = {"flat": _flat, "hnsw": _hnsw, "ivf": _ivf}
 
 
+def apply_search_settings(index: faiss.Index, config: Config) -> None:
+    """Set the search-time knobs of an approximate index (HNSW ``efSearch``, IVF ``nprobe``); flat has none."""
+    if isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = config.hnsw_ef_search
+    elif isinstance(index, faiss.IndexIVF):
+        index.nprobe = config.ivf_nprobe
+
+
 def build_faiss(vectors: np.ndarray, config: Config) -> faiss.Index:
     """A FAISS index of the configured type holding ``vectors`` (n, dim), row i as id i."""
     if config.index_type not in FAISS_INDEX_TYPES:
@@ -219,12 +227,14 @@ class Index:
         """(num_chunks, dim) float32, memory-mapped: row i is chunk i's vector."""
         return self._embeddings
 
-    def search_vectors(self, vectors: np.ndarray, k: int, nprobe: int = 8) -> tuple[np.ndarray, np.ndarray]:
-        """Inner-product top-k: scores and ids, both (n_queries, k); id -1 pads short results."""
+    def search_vectors(self, vectors: np.ndarray, k: int, config: Config = Config()) -> tuple[np.ndarray, np.ndarray]:
+        """Inner-product top-k: scores and ids, both (n_queries, k); id -1 pads short results.
+
+        ``config`` gives the search settings of an approximate index (``hnsw_ef_search``, ``ivf_nprobe``).
+        """
         if self._faiss is None:
             self._faiss = self._load_faiss()
-        if isinstance(self._faiss, faiss.IndexIVF):
-            self._faiss.nprobe = nprobe
+        apply_search_settings(self._faiss, config)  # two attribute writes: cheap, and a caller may change its config
         return self._faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
 
     def search_bm25(self, queries: list[str], k: int, languages: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -117,9 +117,17 @@ class Pipeline:
                 raise ValueError("the question is blank: ask something")
         self.prompts(questions, [[] for _ in questions])  # raises, naming the budget, if one cannot fit
 
+    @property
+    def sentence_embedder(self):
+        """The query embedder, which scores sentences for ``context = "sentences"``; None where no prompt needs it."""
+        return self.retriever.embedder if self.config.context == "sentences" and self.retriever else None
+
     def prompts(self, questions: list[str], retrieved: list[list[Retrieved]]) -> list[Prompt]:
         tokenizer = self.generator.tokenizer
-        return [build_prompt(q, [hit.chunk for hit in hits], tokenizer, self.config, self.examples) for q, hits in zip(questions, retrieved)]
+        return [
+            build_prompt(q, [hit.chunk for hit in hits], tokenizer, self.config, self.examples, embedder=self.sentence_embedder)
+            for q, hits in zip(questions, retrieved)
+        ]
 
     def ask(self, question: str, on_token: Callable[[str], None] | None = None) -> Answer:
         """Answer one question, calling ``on_token`` with each piece of text as it is generated."""

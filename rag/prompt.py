@@ -9,6 +9,9 @@ were omitted or truncated, and a question that alone exceeds the budget raises.
 With ``config.retriever == CLOSED_BOOK`` the prompt has no context section at
 all (the closed-book baseline), which differs from a retrieval that found nothing.
 
+With ``config.context == "sentences"`` each passage shows only its sentences closest to the
+question (rag/context.py), under ``config.sentence_context_tokens``, keeping its number.
+
 Few-shot examples show the model short, extractive answers, where a 135M
 model gains most (it otherwise answers in whole sentences).
 
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.config import CLOSED_BOOK, Config
+from rag.context import CONTEXTS, closest_sentences
 from rag.jsonl import read_jsonl
 from rag.language import DEFAULT_LANGUAGE, resolve_language
 from rag.passage import Passage
@@ -264,11 +268,16 @@ def build_prompt(
     tokenizer,
     config: Config,
     examples: list[FewShotExample] | None = None,
+    *,
+    embedder=None,
 ) -> Prompt:
     """The chat prompt for ``question`` over ``passages`` (best first); see the module docstring.
 
-    ``examples`` default to ``load_few_shot`` in the question's language.
+    ``examples`` default to ``load_few_shot`` in the question's language. ``embedder`` scores
+    sentences when ``config.context`` is "sentences" (rag/context.py).
     """
+    if config.context not in CONTEXTS:
+        raise ValueError(f"unknown context {config.context!r}; choose one of {', '.join(CONTEXTS)}")
     language_code = prompt_language(question, config)
     texts = prompt_text(language_code)
     examples = load_few_shot(config, language_code) if examples is None else examples
@@ -283,30 +292,51 @@ def build_prompt(
 
     base = len(render(tokenizer, build_messages(question, [], config, examples, language_code), texts.answer_label))
     _check_fits(base, budget)
-    room = budget - base
-    blocks: list[str] = []
-    truncated = False
+    if config.context == "sentences":
+        if embedder is None:
+            raise ValueError('context "sentences" scores sentences with the embedder: pass build_prompt(..., embedder=...)')
+        room = min(budget - base, config.sentence_context_tokens)
+        blocks, truncated = _sentence_blocks(question, passages, tokenizer, embedder, room, config.embed_batch_size), False
+    else:
+        blocks, truncated = _passage_blocks(passages, tokenizer, budget - base)
+    packed = len(blocks)
+    # Token merges at block boundaries can shift the count slightly: drop passages until it fits.
+    while True:
+        messages = build_messages(question, [text for _, text in blocks], config, examples, language_code)
+        ids = render(tokenizer, messages, texts.answer_label)
+        if len(ids) <= budget or not blocks:
+            break
+        blocks.pop()
+    # Passages keep their rank numbers: with sentences, one with none kept is skipped, not renumbered.
+    kept = list(passages[: blocks[-1][0]]) if blocks else []
+    return Prompt(messages, ids, kept, len(passages) - len(blocks), truncated and len(blocks) == packed)
+
+
+def _passage_blocks(passages: list[Passage], tokenizer, room: int) -> tuple[list[tuple[int, str]], bool]:
+    """(number, header + text) of the passages that fit in ``room`` tokens, the first one that does not cut to fit."""
+    blocks: list[tuple[int, str]] = []
     for number, passage in enumerate(passages, 1):
         block = f"{passage_header(number, passage)}\n{passage.text}"
         cost = len(tokenizer(block + "\n\n", add_special_tokens=False)["input_ids"])
         if cost > room:
             if room >= MIN_PASSAGE_TOKENS:
                 block_ids = tokenizer(block, add_special_tokens=False)["input_ids"][: room - 4]
-                blocks.append(tokenizer.decode(block_ids) + " ...")
-                truncated = True
+                blocks.append((number, tokenizer.decode(block_ids) + " ..."))
+                return blocks, True
             break
-        blocks.append(block)
+        blocks.append((number, block))
         room -= cost
-    packed = len(blocks)
-    # Token merges at block boundaries can shift the count slightly: drop passages until it fits.
-    while True:
-        messages = build_messages(question, blocks, config, examples, language_code)
-        ids = render(tokenizer, messages, texts.answer_label)
-        if len(ids) <= budget or not blocks:
-            break
-        blocks.pop()
-    kept = list(passages[: len(blocks)])
-    return Prompt(messages, ids, kept, len(passages) - len(kept), truncated and len(blocks) == packed)
+    return blocks, False
+
+
+def _sentence_blocks(question: str, passages: list[Passage], tokenizer, embedder, room: int, batch_size: int) -> list[tuple[int, str]]:
+    """(number, header + kept sentences) for each passage with a sentence among the closest to the question."""
+    headers = {number: passage_header(number, passage) for number, passage in enumerate(passages, 1)}
+    # Headers cost tokens too; reserving them all up front keeps the sentences' budget simple.
+    header_tokens = sum(len(ids) + 2 for ids in tokenizer(list(headers.values()), add_special_tokens=False)["input_ids"]) if passages else 0
+    chosen = closest_sentences(question, passages, embedder, tokenizer, room - header_tokens, batch_size)
+    # One sentence a line: no two kept sentences, which may not have been neighbours, read as one.
+    return [(index + 1, "\n".join([headers[index + 1], *sentences])) for index, sentences in sorted(chosen.items())]
 
 
 def _check_fits(tokens: int, budget: int) -> None:

@@ -86,7 +86,7 @@ def _rankings(scores, ids) -> list[Ranking]:
 
 def dense(retriever: Retriever, questions: list[str], depth: int) -> list[Ranking]:
     vectors = embed_texts(retriever.embedder, questions, retriever.config.embed_batch_size)  # (n_questions, dim)
-    return _rankings(*retriever.index.search_vectors(vectors, depth, retriever.config.ivf_nprobe))
+    return _rankings(*retriever.index.search_vectors(vectors, depth, retriever.config))
 
 
 def bm25(retriever: Retriever, questions: list[str], depth: int) -> list[Ranking]:

@@ -126,7 +126,7 @@ def test_corpus_from_qa_writes_one_file_per_paragraph(tmp_path):
 def test_default_plan_skips_what_has_no_artifact(tmp_path):
     retrievers, generators, skipped = plan(EvalConfig(str(QA_FILE), str(tmp_path), corpus=(str(CORPUS),)))
     assert [r.name for r in retrievers] == ["none", "bm25", "dense", "hybrid"]
-    assert [g.name for g in generators] == ["base", "fewshot"]
+    assert [g.name for g in generators] == ["base", "fewshot", "sentences"]
     reasons = " ".join(s.reason for s in skipped)
     assert {s.variant for s in skipped} == {"retriever dense-ft", "generator lora", "generator soft-prompt", "generator full"}
     assert all(flag in reasons for flag in ("--embedder", "--adapter", "--soft-prompt", "--generator"))

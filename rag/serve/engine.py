@@ -196,7 +196,10 @@ class Engine:
 
     def _prompt(self, job: Job, hits: list[Retrieved]) -> Prompt:
         config = self.pipeline.config.override({"retriever": job.request.retriever, "k": job.request.k})
-        return build_prompt(job.request.question, [hit.chunk for hit in hits], self.generator.tokenizer, config, self.pipeline.examples)
+        return build_prompt(
+            job.request.question, [hit.chunk for hit in hits], self.generator.tokenizer, config, self.pipeline.examples,
+            embedder=self.pipeline.sentence_embedder,
+        )
 
     def run(self, jobs: list[Job]) -> None:
         """Answer ``jobs`` (at most ``generation_batch_size``), streaming events to each; see the module docstring."""

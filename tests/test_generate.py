@@ -1,0 +1,49 @@
+"""Generate: prefix reuse answers exactly as a full prefill does."""
+
+import pytest
+import torch
+from conftest import QA_FILE
+
+from rag import Generator, Index, Retriever
+from rag.prompt import build_prompt
+from rag.qa import load_qa
+
+
+@pytest.fixture(scope="module")
+def fp32_rag_prompts(vellmar_index, config, embedder, generator):
+    """A float32 generator and few-shot RAG prompts of different lengths for four real questions."""
+    fp32 = config.override({"generator_precision": "fp32", "max_new_tokens": 16, "few_shot": 2})
+    # The session's generator is fp32 where bf16 is not native (resolve_dtype); otherwise load one.
+    loaded = Generator(generator.model, generator.tokenizer, fp32) if generator.model.dtype == torch.float32 else Generator.load(fp32)
+    questions = [item.question for item in load_qa(QA_FILE)[:4]]
+    hits = Retriever(Index.open(vellmar_index), config, embedder=embedder).search(questions, "hybrid", k=3)
+    prompts = [build_prompt(q, [h.chunk for h in found], loaded.tokenizer, fp32).input_ids for q, found in zip(questions, hits)]
+    assert len({len(p) for p in prompts}) > 1  # uneven: the separately prefilled path
+    return loaded, prompts
+
+
+def answers(generations):
+    return [(g.text, g.new_tokens) for g in generations]
+
+
+def test_prefix_reuse_gives_the_tokens_of_a_full_prefill(fp32_rag_prompts):
+    loaded, prompts = fp32_rag_prompts
+    full = Generator(loaded.model, loaded.tokenizer, loaded.config.override({"min_prefix_tokens": 0}))
+    reusing = Generator(loaded.model, loaded.tokenizer, loaded.config)
+    expected = answers(full.generate(prompts))
+    assert full.kept_prefix_tokens == 0
+
+    assert answers(reusing.generate(prompts)) == expected
+    # The preprompt and two few-shot turns, at least, are shared and kept.
+    assert reusing.kept_prefix_tokens > 100
+    # Later prompts, one at a time, reuse the kept prefix; so does streaming.
+    assert [answers(reusing.generate([prompt]))[0] for prompt in prompts] == expected
+    assert "".join(reusing.stream(prompts[1])).strip() == expected[1][0]
+
+
+def test_prompts_of_equal_length_share_the_prefix_in_one_batch(fp32_rag_prompts):
+    loaded, prompts = fp32_rag_prompts
+    reusing = Generator(loaded.model, loaded.tokenizer, loaded.config)
+    alone = answers(Generator(loaded.model, loaded.tokenizer, loaded.config.override({"min_prefix_tokens": 0})).generate(prompts[:1]))
+    assert answers(reusing.generate([prompts[0], prompts[0]])) == alone * 2
+    assert reusing.kept_prefix_tokens == len(prompts[0]) - 1
