@@ -103,7 +103,7 @@ class Config:
 AT_LEAST = {
     "embed_batch_size": 1, "chunk_tokens": 1, "chunk_overlap": 0, "hnsw_m": 1, "hnsw_ef_search": 1, "ivf_nlist": 0, "ivf_nprobe": 1,
     "k": 1, "rrf_k": 0, "fusion_depth": 1, "context_tokens": 1, "few_shot": 0, "max_new_tokens": 1,
-    "generation_batch_size": 1, "sentence_context_tokens": 1, "min_prefix_tokens": 1,
+    "generation_batch_size": 1, "sentence_context_tokens": 1, "min_prefix_tokens": 0,
 }  # fmt: skip
 
 
