@@ -99,7 +99,7 @@ def test_split_sample_and_qids_are_stable():
     sample = select(items, "val", limit=4, seed=1)
     assert sample == select(items, "val", limit=4, seed=1) and {q.qid for q in sample} <= {q.qid for q in val}
     assert select(items)[12].qid == "q00012"
-    for seed in range(5):  # 5 of 89 questions are unanswerable: a plain sample of 6 often draws none
+    for seed in range(5):  # 31 of 312 questions are unanswerable: a plain sample of 6 often draws none
         drawn = select(items, limit=6, seed=seed)
         assert len(drawn) == 6 and sum(not q.item.answers for q in drawn) == 1
 
