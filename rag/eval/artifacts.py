@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.eval.config import EvalConfig
+from rag.eval.config import ARTIFACT_FIELDS, EvalConfig
 from rag.models import ModelSource
 from rag.runtime import folder_bytes
 
@@ -30,12 +30,14 @@ class Artifact:
     seed: int | None = None  # its split: rag.finetune --seed and --val-fraction
     val_fraction: float | None = None
     fingerprint: str = ""  # of run.json, else of the weight files: changes when the folder is retrained
+    folds: int | None = None  # cross-validation: trained on every fold of folds but fold
+    fold: int | None = None
 
     def describe_split(self) -> str:
-        return f"seed {self.seed}, val_fraction {self.val_fraction}"
+        folds = f", folds {self.folds}, fold {self.fold}" if self.folds is not None else ""
+        return f"seed {self.seed}, val_fraction {self.val_fraction}{folds}"
 
 
-ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator")  # EvalConfig fields naming fine-tuned folders
 
 
 def artifact_flag(name: str) -> str:
@@ -78,7 +80,7 @@ def load_artifact(flag: str, path: str) -> Artifact:
     return Artifact(
         flag, str(folder), run.get("mode"), run.get("wall_seconds"), run.get("trainable_params"), size,
         tuple(sorted(trained_on)) if trained_on is not None else None,
-        run.get("seed"), (run.get("hyperparameters") or {}).get("val_fraction"), fingerprint,
+        run.get("seed"), (run.get("hyperparameters") or {}).get("val_fraction"), fingerprint, run.get("folds"), run.get("fold"),
     )
 
 

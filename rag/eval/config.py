@@ -22,6 +22,8 @@ from rag.config import Config
 # Inside the package, so an installed rag-lab finds it wherever it runs.
 PROBE_FILE = Path(__file__).resolve().parent / "probes" / "general-knowledge.jsonl"
 SPLITS = ("all", "val", "train")
+ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator")  # the fields naming fine-tuned folders
+FOLD_PLACEHOLDER = "{fold}"  # in an artifact path under --folds: replaced by each fold's number
 PIPELINE_DEFAULTS = Config(max_new_tokens=32)  # short reference answers need few tokens
 
 
@@ -46,7 +48,10 @@ class EvalConfig:
     limit: int | None = None  # evaluate a seeded sample of this many questions (and probes)
     split: str = "all"  # all | val | train: rag.qa.split with val_fraction and split_seed, as rag.finetune splits
     val_fraction: float = 0.25  # rag.finetune --val-fraction of the artifacts scored
-    split_seed: int = 0  # rag.finetune --seed of the artifacts scored
+    split_seed: int = 0  # rag.finetune --seed of the artifacts scored (it seeds their folds too)
+    # Cross-validation: each question is scored once, with fold rag.qa.fold_of(question, folds, split_seed)'s
+    # artifacts, named by artifact paths holding FOLD_PLACEHOLDER (runs/fold-{fold}/lora); None: one split.
+    folds: int | None = None
     seed: int = 0  # for the --limit sample and the bootstrap
     k: int = 10  # retrieval metrics at 1..k; the prompt gets the rag config's k passages
     probe: str = str(PROBE_FILE)  # general-knowledge questions for forgetting; "" skips the probe
@@ -66,6 +71,11 @@ class EvalConfig:
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return dataclasses.replace(self, **values)
+
+    def for_fold(self, fold: int) -> EvalConfig:
+        """These settings with each artifact path's ``{fold}`` replaced by ``fold``: what scores that fold's questions."""
+        paths = {name: getattr(self, name) for name in ARTIFACT_FIELDS if getattr(self, name)}
+        return dataclasses.replace(self, **{name: path.replace(FOLD_PLACEHOLDER, str(fold)) for name, path in paths.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

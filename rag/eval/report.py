@@ -82,6 +82,7 @@ class CombinationScore:
     model_params: int | None = None  # the generator model's parameters, None if not measured
     load_seconds: float | None = None  # loading it (from the cached float weights)
     decode_tokens_per_s: float | None = None  # its greedy decoding speed (rag.eval.throughput.decode_speed)
+    f1_by_fold: dict[int, float | None] = dataclasses.field(default_factory=dict)  # --folds: mean F1 of each fold's questions
 
     def cost(self) -> tuple[float, float, float]:
         """Sort key of :data:`COST_ORDER`."""
@@ -194,6 +195,10 @@ def score_combination(
         model_params=model.parameters if model else None,
         load_seconds=model.load_seconds if model else None,
         decode_tokens_per_s=model.decode_tokens_per_s if model else None,
+        f1_by_fold={
+            fold: _mean([p.f1 for p in answerable if p.fold == fold])
+            for fold in range(settings.folds or 0)
+        },
     )
 
 
@@ -323,8 +328,12 @@ def build_report(
     gold: GoldChunks | None = None,
     notes: list[str] | None = None,
     models: dict[str, ModelCost] | None = None,
+    artifacts: list[Artifact] | None = None,
 ) -> Report:
-    """Scores for this run's combinations over this run's question and probe ids; other lines are ignored."""
+    """Scores for this run's combinations over this run's question and probe ids; other lines are ignored.
+
+    ``artifacts``: every artifact scored (each fold's under ``--folds``); default, those of the specs.
+    """
     predictions = [p for p in predictions if p.qid in (questions if p.suite == "qa" else probes)]
     scores = []
     for retriever in retrievers:
@@ -333,7 +342,8 @@ def build_report(
             rows = [p for p in predictions if p.suite == "qa" and p.combination == key]
             if rows:
                 scores.append(score_combination(rows, retriever, generator, settings, (models or {}).get(generator.config.generator)))
-    artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
+    if artifacts is None:
+        artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
     fine_tuned = {g.name: g.baseline for g in generators if g.fine_tuned}
     planned_generators = {g.name for g in generators}
     kinds = {p.qid: p.kind for p in predictions if p.suite == "qa" and p.answers and p.kind}
@@ -429,7 +439,9 @@ def render_markdown(report: Report) -> str:
     lines = [
         "# RAG or fine-tune? Evaluation report",
         "",
-        f"QA set `{settings.qa}` ({settings.split} split, {report.questions} questions"
+        f"QA set `{settings.qa}` ("
+        + (f"{settings.folds}-fold cross-validation" if settings.folds else f"{settings.split} split")
+        + f", {report.questions} questions"
         + (f", seeded sample of {settings.limit}" if settings.limit else "")
         + f"); {len(report.combinations)} combinations; {report.answer_seconds:.0f} s spent answering "
         f"(resumed runs included), wall time of this run {report.wall_seconds:.0f} s.",
@@ -463,6 +475,19 @@ def render_markdown(report: Report) -> str:
             f"a {c.outcome} b |"
             for c in report.verdict.comparisons
         ]
+    if settings.folds:
+        folds = range(settings.folds)
+        lines += [
+            "", f"## Across the {settings.folds} folds", "",
+            "Each question was scored once, in its fold, by the artifacts trained on the other folds; the results above pool "
+            "all folds. Mean F1 of each fold's answerable questions, and the spread (highest - lowest fold):", "",
+            "| Combination | " + " | ".join(f"fold {fold}" for fold in folds) + " | spread |", "|---" * (settings.folds + 2) + "|",
+        ]
+        for s in report.combinations:
+            values = [s.f1_by_fold.get(fold) for fold in folds]
+            known = [v for v in values if v is not None]
+            spread = f"{max(known) - min(known):.3f}" if known else "–"
+            lines.append(f"| {s.combination} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in values) + f" | {spread} |")
     if report.questions_by_kind:
         kinds = list(report.questions_by_kind)
         lines += [

@@ -47,6 +47,10 @@ class FinetuneConfig:
     val_fraction: float = 0.25  # the eval stage holds out the same questions (rag.qa.split, same defaults)
     seed: int = 0
     limit: int | None = None  # at most this many training and validation examples (tiny runs)
+    # Cross-validation (rag.qa.fold_of, seeded by seed): train on every fold but fold, whose questions
+    # rag.eval --folds scores with this artifact; the validation slice comes from the training folds.
+    folds: int | None = None
+    fold: int | None = None
 
     # --- optimisation (None = the mode's default)
     epochs: int | None = None
@@ -89,6 +93,10 @@ class FinetuneConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+        if (self.folds is None) != (self.fold is None):
+            raise ValueError("--folds K and --fold I go together: train on every fold of K but I")
+        if self.folds is not None and not (self.folds >= 2 and 0 <= self.fold < self.folds):
+            raise ValueError(f"--folds must be at least 2 and --fold between 0 and folds - 1, got --folds {self.folds} --fold {self.fold}")
         defaults = MODE_DEFAULTS[self.mode]
         return dataclasses.replace(
             self,
@@ -99,5 +107,5 @@ class FinetuneConfig:
 
     def hyperparameters(self) -> dict:
         """The values that shape training (recorded in run.json); paths and flags about the run itself are left out."""
-        skip = {"mode", "out", "pairs", "qa", "synthetic", "index", "resume", "seed", "merge"}
+        skip = {"mode", "out", "pairs", "qa", "synthetic", "index", "resume", "seed", "merge", "folds", "fold"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
