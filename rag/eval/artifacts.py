@@ -32,6 +32,7 @@ class Artifact:
     fingerprint: str = ""  # of run.json, else of the weight files: changes when the folder is retrained
     folds: int | None = None  # cross-validation: trained on every fold of folds but fold
     fold: int | None = None
+    objective: str | None = None  # generator modes: rag.finetune --objective (supervised, unsupervised, closed-book)
 
     def describe_split(self) -> str:
         folds = f", folds {self.folds}, fold {self.fold}" if self.folds is not None else ""
@@ -44,12 +45,16 @@ def artifact_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+CLOSED_BOOK_OBJECTIVE = "closed-book"  # rag.finetune --objective of the artifacts the --closed-book-* flags take
+
 # flag -> (file that marks a valid folder, PEFT type it must hold or None, command that makes one)
 ARTIFACT_KINDS = {
     "--embedder": ("config.json", None, "python -m rag.finetune embeddings"),
     "--adapter": ("adapter_config.json", "LORA", "python -m rag.finetune lora"),
     "--soft-prompt": ("adapter_config.json", "PROMPT_TUNING", "python -m rag.finetune prompt-tuning"),
     "--generator": ("config.json", None, "python -m rag.finetune full"),
+    "--closed-book-adapter": ("adapter_config.json", "LORA", "python -m rag.finetune lora --objective closed-book"),
+    "--closed-book-generator": ("config.json", None, "python -m rag.finetune full --objective closed-book"),
 }
 
 
@@ -75,12 +80,17 @@ def load_artifact(flag: str, path: str) -> Artifact:
             raise ValueError(f"{flag} {path}: run.json is not valid JSON ({error})") from error
     else:  # no record: the weights themselves tell a retrained folder apart
         fingerprint = ModelSource(path, folder).fingerprint()
+    hyperparameters = run.get("hyperparameters") or {}
+    if flag.startswith("--closed-book") and hyperparameters.get("objective", CLOSED_BOOK_OBJECTIVE) != CLOSED_BOOK_OBJECTIVE:
+        raise ValueError(f"{flag} {path}: trained with --objective {hyperparameters['objective']}, not for closed-book "
+                         f"answering; make one with `{command}`")
     size = run.get("artifact_bytes") or folder_bytes(folder)
     trained_on = run.get("train_questions")
     return Artifact(
         flag, str(folder), run.get("mode"), run.get("wall_seconds"), run.get("trainable_params"), size,
         tuple(sorted(trained_on)) if trained_on is not None else None,
-        run.get("seed"), (run.get("hyperparameters") or {}).get("val_fraction"), fingerprint, run.get("folds"), run.get("fold"),
+        run.get("seed"), hyperparameters.get("val_fraction"), fingerprint, run.get("folds"), run.get("fold"),
+        hyperparameters.get("objective"),
     )
 
 
@@ -94,6 +104,8 @@ class Artifacts:
     adapter: Artifact | None = None
     soft_prompt: Artifact | None = None
     generator: Artifact | None = None
+    closed_book_adapter: Artifact | None = None
+    closed_book_generator: Artifact | None = None
     has_corpus: bool = False
 
     @classmethod

@@ -22,7 +22,7 @@ from rag.config import Config
 # Inside the package, so an installed rag-lab finds it wherever it runs.
 PROBE_FILE = Path(__file__).resolve().parent / "probes" / "general-knowledge.jsonl"
 SPLITS = ("all", "val", "train")
-ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator")  # the fields naming fine-tuned folders
+ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator", "closed_book_adapter", "closed_book_generator")  # the fields naming fine-tuned folders
 FOLD_PLACEHOLDER = "{fold}"  # in an artifact path under --folds: replaced by each fold's number
 PIPELINE_DEFAULTS = Config(max_new_tokens=32)  # short reference answers need few tokens
 
@@ -45,6 +45,8 @@ class EvalConfig:
     adapter: str | None = None  # LoRA folder (lora)
     soft_prompt: str | None = None  # prompt-tuning folder (soft-prompt)
     generator: str | None = None  # fully fine-tuned generator folder (full)
+    closed_book_adapter: str | None = None  # LoRA trained with --objective closed-book (lora-cb, scored closed book only)
+    closed_book_generator: str | None = None  # full fine-tune trained with --objective closed-book (full-cb, closed book only)
     limit: int | None = None  # evaluate a seeded sample of this many questions (and probes)
     split: str = "all"  # all | val | train: rag.qa.split with val_fraction and split_seed, as rag.finetune splits
     val_fraction: float = 0.25  # rag.finetune --val-fraction of the artifacts scored

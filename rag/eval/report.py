@@ -219,10 +219,12 @@ def _outcome(difference: Interval, adjusted_p_value: float) -> str:
     return "within noise of"
 
 
-def one_factor_pairs(scores: list[CombinationScore], fine_tuned: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(factor, a, b): each retriever vs closed book per generator, then each fine-tuned generator vs base per retriever.
+def one_factor_pairs(scores: list[CombinationScore], fine_tuned: dict[str, str], closed_book: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
+    """(factor, a, b): each retriever vs closed book per generator, then each fine-tuned generator vs base per retriever,
+    then retrieval with ``base`` vs each generator trained to answer closed book (the arms of "RAG or fine-tune?").
 
-    ``fine_tuned`` maps each fine-tuned generator to its baseline, the ``base`` variant of the same model.
+    ``fine_tuned`` maps each fine-tuned generator to its baseline, the ``base`` variant of the same model;
+    ``closed_book`` names the generators trained with ``--objective closed-book``.
     """
     names = {s.combination for s in scores if s.f1}
     retrievers = list(dict.fromkeys(s.retriever for s in scores))
@@ -238,6 +240,13 @@ def one_factor_pairs(scores: list[CombinationScore], fine_tuned: dict[str, str])
         for r in retrievers
         for g in generators
         if g in fine_tuned and {f"{r}+{g}", f"{r}+{fine_tuned[g]}"} <= names
+    ]
+    pairs += [
+        ("rag-vs-fine-tune", f"{r}+{fine_tuned[g]}", f"{CLOSED_BOOK}+{g}")
+        for g in generators
+        if g in closed_book
+        for r in retrievers
+        if r != CLOSED_BOOK and {f"{r}+{fine_tuned[g]}", f"{CLOSED_BOOK}+{g}"} <= names
     ]
     return pairs
 
@@ -262,10 +271,14 @@ def _comparison_line(c: Comparison) -> str:
 FACTOR_LABELS = {
     "retrieval": "Retrieval vs closed book (each retriever against none, within each generator)",
     "fine-tuning": "Fine-tuning vs not (each fine-tuned generator against base, within each retriever)",
+    "rag-vs-fine-tune": "Retrieval vs closed-book fine-tuning (each retriever with base against each generator trained "
+                        "to answer closed book, tested closed book)",
 }
 
 
-def verdict(scores: list[CombinationScore], f1: PerQuestion, fine_tuned: dict[str, str], resample: dict) -> Verdict:
+def verdict(
+    scores: list[CombinationScore], f1: PerQuestion, fine_tuned: dict[str, str], resample: dict, closed_book: frozenset[str] = frozenset()
+) -> Verdict:
     """Best by mean F1, the cheapest within noise of it, and the one-factor comparisons (see the module docstring)."""
     scored = [s for s in scores if s.f1]
     if not scored:
@@ -274,7 +287,7 @@ def verdict(scores: list[CombinationScore], f1: PerQuestion, fine_tuned: dict[st
     against_best = compare([("best", best.combination, s.combination) for s in scored if s is not best], f1, resample)
     within = [best] + [s for s, c in zip((s for s in scored if s is not best), against_best) if c.adjusted_p_value >= ALPHA]
     cheapest = min(within, key=CombinationScore.cost)
-    comparisons = compare(one_factor_pairs(scored, fine_tuned), f1, resample)
+    comparisons = compare(one_factor_pairs(scored, fine_tuned, closed_book), f1, resample)
     summary = [
         f"Best quality: {best.combination}, F1 {best.f1.mean:.3f} (95% CI {best.f1.low:.3f}-{best.f1.high:.3f}).",
         f"Cheapest within noise of it: {cheapest.combination}, F1 {cheapest.f1.mean:.3f}, "
@@ -356,7 +369,7 @@ def build_report(
         score_probe(predictions, generators, settings),
         skipped,
         artifacts,
-        verdict(scores, f1, fine_tuned, resample),
+        verdict(scores, f1, fine_tuned, resample, frozenset(g.name for g in generators if g.closed_book_only)),
         round(wall_seconds, 1),
         round(sum(p.latency_s for p in predictions if p.generator in planned_generators), 1),
         None if gold is None else {"holding_answer": gold.holding_answer, "whole_document": gold.whole_document,

@@ -31,7 +31,7 @@ MODE_DEFAULTS = {
     "prompt-tuning": ModeDefaults(lr=3e-2, batch_size=4, epochs=1),  # Lester et al. 2021 use 0.3 with Adafactor
     "full": ModeDefaults(lr=2e-5, batch_size=4, epochs=1),
 }
-OBJECTIVES = ("supervised", "unsupervised")
+OBJECTIVES = ("supervised", "unsupervised", "closed-book")
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class FinetuneConfig:
     hard_negatives: bool = False  # mine one per pair from the corpus with the base encoder
 
     # --- generator modes (lora, prompt-tuning, full)
-    objective: str = "supervised"  # supervised: question + passages -> answer; unsupervised: corpus text
+    # supervised: question + passages -> answer; unsupervised: corpus text; closed-book: corpus text, then question -> answer
+    objective: str = "supervised"
     passages: int = 3  # passages per supervised prompt: the gold one and passages - 1 distractors
     distractors: float = 0.0  # fraction of supervised examples given distractors only (RAFT)
     paraphrases: int = 0  # unsupervised: paraphrases of each chunk added by the local generator

@@ -1,4 +1,7 @@
-"""Cross-validation (#10): seeded folds, fold fine-tunes that never see their fold, an eval that scores each question once.
+"""The lab's arms (#10): cross-validation and closed-book fine-tuning, on the real models.
+
+Cross-validation: seeded folds, fold fine-tunes that never see their fold, an eval that scores each question once.
+Closed book: a generator trained on the documents, then on questions without passages, scored closed book only.
 
 The fine-tunes are as small as they can be (2 examples, 1 step) so the file stays within a few minutes on 2 CPU cores.
 """
@@ -6,17 +9,23 @@ The fine-tunes are as small as they can be (2 examples, 1 step) so the file stay
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from conftest import QA_FILE
 
+from rag import Config
+from rag.config import CLOSED_BOOK
 from rag.eval import EvalConfig, run_eval
 from rag.eval.dataset import select
 from rag.eval.predictions import PredictionLog
 from rag.finetune import FinetuneConfig, finetune
+from rag.finetune.causal import DOCUMENTS, QUESTIONS, generator_sequences, phased_batches
 from rag.finetune.data import load_data
+from rag.models import load_generator
+from rag.prompt import build_prompt
 from rag.qa import fold_of, fold_split, load_qa, question_fingerprint
 
 FOLDS = 2
@@ -108,4 +117,58 @@ def test_a_fold_artifact_that_trained_on_its_fold_is_refused(fold_adapters, tmp_
 def test_fold_settings_that_cannot_work_are_refused(tmp_path, values, message):
     settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), retrievers=("none",), probe="").override(values)
     with pytest.raises(ValueError, match=message):
+        run_eval(settings, progress=False)
+
+
+# ---------------------------------------------------------------------------- closed-book fine-tuning
+
+
+def test_closed_book_sequences_are_the_documents_then_questions_without_passages(vellmar_index):
+    settings = FinetuneConfig("lora", "unused", qa=str(QA_FILE), index=str(vellmar_index), objective="closed-book", limit=3).resolved()
+    config = Config()
+    data = load_data(settings, config)
+    model, tokenizer = load_generator(config)
+    train, val = generator_sequences(settings, config, data, model, tokenizer)
+    documents = [s for s in train if s.phase == DOCUMENTS]
+    assert len(documents) == 3 and all(s.labels == s.input_ids for s in documents)  # the text itself, all of it learnt
+    questions = [s for s in train if s.phase == QUESTIONS]
+    assert len(questions) == len(data.train) and {s.phase for s in val} == {QUESTIONS}
+    example, sequence = data.train[0], questions[0]
+    prompt = build_prompt(example.query, [], tokenizer, config.override({"retriever": CLOSED_BOOK})).input_ids
+    assert sequence.input_ids[: len(prompt)] == prompt  # the prompt rag ask --no-retrieval builds: no passages
+    target = tokenizer.decode([t for t in sequence.labels if t != -100], skip_special_tokens=True)
+    assert target.strip() == example.answers[0]  # the answer alone: nothing to cite
+    for seed in range(3):  # every epoch: all the documents, then all the questions
+        order = [s.phase for batch in phased_batches(questions + documents, 2, random.Random(seed)) for s in batch]
+        assert order == sorted(order) and len(order) == len(train)
+
+
+@pytest.fixture(scope="module")
+def closed_book_adapters(tmp_path_factory, vellmar_index) -> Path:
+    """runs/fold-{0,1}/lora-cb: LoRA trained closed book, on the documents and the other fold's questions."""
+    runs = tmp_path_factory.mktemp("runs-cb")
+    for fold in range(FOLDS):
+        finetune(FinetuneConfig("lora", str(runs / f"fold-{fold}" / "lora-cb"), qa=str(QA_FILE), index=str(vellmar_index),
+                                objective="closed-book", folds=FOLDS, fold=fold, **TINY))
+    return runs
+
+
+def test_a_closed_book_fine_tune_is_scored_closed_book_against_retrieval_with_base(closed_book_adapters, vellmar_index, tmp_path):
+    record = json.loads((closed_book_adapters / "fold-0" / "lora-cb" / "run.json").read_text())
+    assert record["hyperparameters"]["objective"] == "closed-book" and record["train_examples"] == 2 + 2  # documents + questions
+    settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), index=str(vellmar_index), retrievers=("none", "bm25"),
+                          generators=("base", "lora-cb"), folds=FOLDS, limit=6, probe="",
+                          closed_book_adapter=str(closed_book_adapters / "fold-{fold}" / "lora-cb"))
+    report = run_eval(settings, progress=False)
+    assert {s.combination for s in report.combinations} == {"none+base", "bm25+base", "none+lora-cb"}
+    pairs = {(c.factor, c.a, c.b) for c in report.verdict.comparisons}
+    assert ("rag-vs-fine-tune", "bm25+base", "none+lora-cb") in pairs  # the lab's question, as one comparison
+    assert ("fine-tuning", "none+lora-cb", "none+base") in pairs
+    assert any(line.startswith("Retrieval vs closed-book fine-tuning (") and ": of 1 comparisons" in line for line in report.verdict.summary)
+
+
+def test_closed_book_flags_refuse_an_adapter_trained_with_passages(fold_adapters, tmp_path):
+    settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), retrievers=("none",), generators=("lora-cb",), folds=FOLDS, probe="",
+                          closed_book_adapter=str(fold_adapters / "fold-{fold}" / "lora"))
+    with pytest.raises(ValueError, match="trained with --objective supervised, not for closed-book answering"):
         run_eval(settings, progress=False)
