@@ -128,8 +128,11 @@ def test_default_plan_skips_what_has_no_artifact(tmp_path):
     assert [r.name for r in retrievers] == ["none", "bm25", "dense", "hybrid"]
     assert [g.name for g in generators] == ["base", "fewshot"]
     reasons = " ".join(s.reason for s in skipped)
-    assert {s.variant for s in skipped} == {"retriever dense-ft", "generator lora", "generator soft-prompt", "generator full"}
-    assert all(flag in reasons for flag in ("--embedder", "--adapter", "--soft-prompt", "--generator"))
+    assert {s.variant for s in skipped} == {
+        "retriever dense-ft", "generator lora", "generator soft-prompt", "generator full", "generator lora-cb", "generator full-cb",
+    }
+    flags = ("--embedder", "--adapter", "--soft-prompt", "--generator", "--closed-book-adapter", "--closed-book-generator")
+    assert all(flag in reasons for flag in flags)
 
 
 def test_matrix_file_toml_and_yaml(tmp_path):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.eval.config import ARTIFACT_FIELDS, EvalConfig
+from rag.finetune.config import CLOSED_BOOK_OBJECTIVE  # what the --closed-book-* flags take
 from rag.models import ModelSource
 from rag.runtime import folder_bytes
 
@@ -32,7 +33,6 @@ class Artifact:
     fingerprint: str = ""  # of run.json, else of the weight files: changes when the folder is retrained
     folds: int | None = None  # cross-validation: trained on every fold of folds but fold
     fold: int | None = None
-    objective: str | None = None  # generator modes: rag.finetune --objective (supervised, unsupervised, closed-book)
 
     def describe_split(self) -> str:
         folds = f", folds {self.folds}, fold {self.fold}" if self.folds is not None else ""
@@ -44,8 +44,6 @@ class Artifact:
 def artifact_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
-
-CLOSED_BOOK_OBJECTIVE = "closed-book"  # rag.finetune --objective of the artifacts the --closed-book-* flags take
 
 # flag -> (file that marks a valid folder, PEFT type it must hold or None, command that makes one)
 ARTIFACT_KINDS = {
@@ -90,7 +88,6 @@ def load_artifact(flag: str, path: str) -> Artifact:
         flag, str(folder), run.get("mode"), run.get("wall_seconds"), run.get("trainable_params"), size,
         tuple(sorted(trained_on)) if trained_on is not None else None,
         run.get("seed"), hyperparameters.get("val_fraction"), fingerprint, run.get("folds"), run.get("fold"),
-        hyperparameters.get("objective"),
     )
 
 

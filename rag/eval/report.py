@@ -8,7 +8,10 @@ et al., 2024, "Fine-tuning or retrieval?"; Zhang et al., 2024, RAFT).
 
 Comparisons change one factor at a time: the retrieval effect is each
 retriever against closed book *with the same generator*, the fine-tuning effect
-each fine-tuned generator against ``base`` *with the same retriever*. Each has
+each fine-tuned generator against ``base`` *with the same retriever*; with a
+generator trained to answer closed book (``lora-cb``, ``full-cb``), the arms of
+"RAG or fine-tune?" are compared too: each retriever with ``base`` against it,
+closed book ("rag-vs-fine-tune"). Each has
 its paired bootstrap 95% interval of the per-question F1 difference and a
 paired randomization test; "clearly" means the Holm-adjusted p-value over all
 the verdict's comparisons is below 5% (Holm, 1979), so that testing many

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from rag.config import CLOSED_BOOK, Config
-from rag.finetune.config import FinetuneConfig
+from rag.finetune.config import CLOSED_BOOK_OBJECTIVE, FinetuneConfig
 from rag.finetune.data import Data
 from rag.finetune.examples import Example
 from rag.finetune.synthetic import paraphrase
@@ -112,7 +112,7 @@ def generator_sequences(settings: FinetuneConfig, config: Config, data: Data, mo
         return make(data.train), make(data.val)
     texts = [passage.text for passage in data.corpus]
     train_texts, val_texts = split(texts, settings.val_fraction, settings.seed, key=lambda text: text)
-    if settings.objective == "closed-book":  # the questions are held out, not the documents: train on all of them
+    if settings.objective == CLOSED_BOOK_OBJECTIVE:  # the questions are held out, not the documents: train on all of them
         train_texts = texts
     if settings.limit:
         train_texts, val_texts = train_texts[: settings.limit], val_texts[: settings.limit]
@@ -121,7 +121,7 @@ def generator_sequences(settings: FinetuneConfig, config: Config, data: Data, mo
         logger.info("added %d paraphrases of %d training chunks", len(added), len(train_texts))
         train_texts = train_texts + added
     make = lambda texts: [text_sequence(t, tokenizer, config.context_tokens) for t in texts]  # noqa: E731
-    if settings.objective == "closed-book":
+    if settings.objective == CLOSED_BOOK_OBJECTIVE:
         questions = lambda examples: [closed_book_sequence(e, tokenizer, config) for e in examples]  # noqa: E731
         return make(train_texts) + questions(data.train), questions(data.val)
     return make(train_texts), make(val_texts)

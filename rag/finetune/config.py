@@ -31,7 +31,8 @@ MODE_DEFAULTS = {
     "prompt-tuning": ModeDefaults(lr=3e-2, batch_size=4, epochs=1),  # Lester et al. 2021 use 0.3 with Adafactor
     "full": ModeDefaults(lr=2e-5, batch_size=4, epochs=1),
 }
-OBJECTIVES = ("supervised", "unsupervised", "closed-book")
+CLOSED_BOOK_OBJECTIVE = "closed-book"  # the corpus, then questions without passages: to answer without retrieval
+OBJECTIVES = ("supervised", "unsupervised", CLOSED_BOOK_OBJECTIVE)
 
 
 @dataclass(frozen=True)
