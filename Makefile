@@ -1,6 +1,6 @@
 # make demo   set up a fresh machine and answer a question over the bundled corpus
 # make test   set up and run the test suite (what .ci/run calls)
-# make lab    the whole "RAG or fine-tune?" flow: fine-tune every part, then the 25-combination eval
+# make lab    the whole "RAG or fine-tune?" flow, cross-validated: fine-tune each arm per fold, then the eval
 # make lab-fr the same question on the French seed documents, crossing two generator models
 # make bench  print the performance figures
 
@@ -43,23 +43,45 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q tests
 
-# Each fine-tune is a file target, so a re-run skips finished ones and an interrupted one resumes
-# from its last checkpoint; the eval resumes from its predictions.jsonl.
+# make lab: K-fold cross-validation (#10). Each fold x arm fine-tune is a file target, runs/fold-I/ARM/run.json,
+# trained on the other folds' questions, so a re-run skips finished ones and an interrupted one resumes from its
+# last checkpoint; the eval resumes from its predictions.jsonl. Each step prints how long it took.
+# A smoke run: make lab FOLDS=2 TRAIN_FLAGS="--max-steps 1 --limit 8" EVAL_FLAGS="--limit 16" LAB_RUNS_DIR=/tmp/runs
 QA := corpora/vellmar-qa.jsonl
-RUNS := runs/embedder runs/lora runs/soft-prompt runs/full
-runs/embedder/run.json: MODE = embeddings
-runs/lora/run.json: MODE = lora
-runs/soft-prompt/run.json: MODE = prompt-tuning
-runs/full/run.json: MODE = full
+FOLDS ?= 5
+LAB_ARMS ?= embedder lora lora-cb full-cb
+LAB_RUNS_DIR ?= runs
+LAB_REPORT ?= reports/vellmar-cv
+TRAIN_FLAGS ?=
+EVAL_FLAGS ?=
+# arm -> rag.finetune mode (and objective), and the rag.eval flag that takes its folders
+MODE_embedder := embeddings
+MODE_lora := lora
+MODE_soft-prompt := prompt-tuning
+MODE_full := full
+MODE_lora-cb := lora --objective closed-book
+MODE_full-cb := full --objective closed-book
+EVAL_FLAG_embedder := --embedder
+EVAL_FLAG_lora := --adapter
+EVAL_FLAG_soft-prompt := --soft-prompt
+EVAL_FLAG_full := --generator
+EVAL_FLAG_lora-cb := --closed-book-adapter
+EVAL_FLAG_full-cb := --closed-book-generator
+FOLD_NUMBERS = $(shell seq 0 $$(($(FOLDS) - 1)))
+LAB_TARGETS = $(foreach fold,$(FOLD_NUMBERS),$(foreach arm,$(LAB_ARMS),$(LAB_RUNS_DIR)/fold-$(fold)/$(arm)/run.json))
+# Run a step, then print how long it took.
+timed = start=$$(date +%s); $(1) && echo "== $(2): $$(($$(date +%s) - start)) s"
 
 lab: setup
-	$(BIN)/python -m rag.ingest corpora/vellmar --index $(INDEX)
-	$(MAKE) $(addsuffix /run.json,$(RUNS))
-	$(BIN)/python -m rag.eval --qa $(QA) --index $(INDEX) --split val --out reports/vellmar \
-		--embedder runs/embedder --adapter runs/lora --soft-prompt runs/soft-prompt --generator runs/full
+	@$(call timed,$(BIN)/python -m rag.ingest corpora/vellmar --index $(INDEX),ingest)
+	$(MAKE) $(LAB_TARGETS)
+	@$(call timed,$(BIN)/python -m rag.eval --qa $(QA) --index $(INDEX) --folds $(FOLDS) --out $(LAB_REPORT) \
+		$(foreach arm,$(LAB_ARMS),$(EVAL_FLAG_$(arm)) '$(LAB_RUNS_DIR)/fold-{fold}/$(arm)') $(EVAL_FLAGS),eval)
 
-runs/%/run.json: $(QA)
-	$(BIN)/python -m rag.finetune $(MODE) --qa $(QA) --index $(INDEX) --out runs/$* --resume
+# $* is fold-I/ARM
+$(LAB_RUNS_DIR)/%/run.json: $(QA)
+	@$(call timed,$(BIN)/python -m rag.finetune $(MODE_$(notdir $*)) --qa $(QA) --index $(INDEX) --folds $(FOLDS) \
+		--fold $(patsubst fold-%/,%,$(dir $*)) --out $(LAB_RUNS_DIR)/$* --resume $(TRAIN_FLAGS),$*)
 
 # The French lab (#12): the user's seed documents, both generator models, a LoRA adapter trained from each.
 FR_QA := corpora/seeds-fr-qa.jsonl

@@ -10,6 +10,11 @@ Checks:
     (case-insensitive, whitespace-normalised) in that file's visible text
     (HTML: tags stripped, <script>/<style> dropped; PDF: text of the stated
     page, extracted with pypdf);
+  * every QA item has a "kind" (see KINDS), "unanswerable" exactly when
+    "answers" is empty, and each kind has at least MIN_PER_KIND items;
+    "yesno" items answer ["yes"] or ["no"] (not checked verbatim, but their
+    source must exist); "multi" items name in "also" the other file(s) the
+    answer needs, which must exist (the answer itself is checked in "source");
   * unanswerable items have "answers": [] and no "source";
   * fewshot answers are spans of their contexts;
   * the corpus has the required formats and a sensible total word count.
@@ -33,8 +38,15 @@ QA = HERE / "vellmar-qa.jsonl"
 PROBES = HERE.parent / "rag" / "eval" / "probes" / "general-knowledge.jsonl"
 FEWSHOT = HERE / "fewshot.jsonl"
 
-MIN_WORDS, MAX_WORDS = 3000, 4500
-MIN_QA, MIN_UNANSWERABLE = 60, 5
+MIN_WORDS, MAX_WORDS = 10000, 13000
+MIN_QA, MIN_UNANSWERABLE = 240, 25  # answered items; unanswerable items
+
+# Question kinds, so that a report can break scores down by kind.
+KINDS = ("name", "number", "date", "place", "yesno", "multi", "other", "unanswerable")
+MIN_PER_KIND = {"name": 20, "number": 20, "date": 20, "place": 20, "yesno": 15, "multi": 15}
+
+# Small numbers written as words collide by chance, like digits.
+NUMBER_WORDS = set("one two three four five six seven eight nine ten eleven twelve".split())
 
 
 class _VisibleText(HTMLParser):
@@ -143,6 +155,7 @@ def main() -> int:
     answered = unanswerable = 0
     per_source: Counter[str] = Counter()
     seen_q: set[str] = set()
+    kinds: Counter[str] = Counter()
     for n, item in enumerate(qa, 1):
         where = f"{QA.name}:{n}"
         q, answers = item.get("question"), item.get("answers")
@@ -155,6 +168,25 @@ def main() -> int:
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
             errors.append(f"{where}: answers must be a list of strings")
             continue
+        kind = item.get("kind")
+        if kind not in KINDS:
+            errors.append(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
+        else:
+            kinds[kind] += 1
+            if (kind == "unanswerable") != (not answers):
+                errors.append(f"{where}: kind 'unanswerable' must go with empty answers and only with them")
+        also = item.get("also")
+        if (kind == "multi") != (also is not None):
+            errors.append(f"{where}: 'also' (the other files a multi question needs) is required for kind 'multi' only")
+        if also is not None:
+            if not isinstance(also, list) or not also or not all(isinstance(r, str) for r in also):
+                errors.append(f"{where}: 'also' must be a non-empty list of file names")
+            else:
+                for rel in also:
+                    if rel not in texts:
+                        errors.append(f"{where}: 'also' file {rel!r} not found under {CORPUS}")
+                    elif rel == item.get("source"):
+                        errors.append(f"{where}: 'also' repeats the source {rel!r}")
         if not answers:
             unanswerable += 1
             if "source" in item:
@@ -169,6 +201,13 @@ def main() -> int:
             errors.append(f"{where}: source {src!r} not found under {CORPUS}")
             continue
         per_source[src] += 1
+        if kind == "yesno":
+            # "yes"/"no" cannot be checked verbatim; the source holds the evidence.
+            if answers not in (["yes"], ["no"]):
+                errors.append(f"{where}: a yesno item answers [\"yes\"] or [\"no\"], got {answers}")
+            if "page" in item and not src.endswith(".pdf"):
+                errors.append(f"{where}: 'page' given for non-PDF source")
+            continue
         pages = texts[src]
         if src.endswith(".pdf"):
             page = item.get("page")
@@ -186,9 +225,9 @@ def main() -> int:
             continue
         # Warn when the matched answer also occurs in another file.
         for a in hits:
-            if len(a) < 4 or re.fullmatch(r"[\d.,:]+", a):
+            if len(a) < 4 or re.fullmatch(r"[\d.,:]+", a) or norm(a) in NUMBER_WORDS:
                 continue  # short numbers collide by chance
-            pat = re.compile(r"(?<!\w)" + re.escape(norm(a)) + r"(?!\w)")
+            pat = re.compile(r"(?<![\w-])" + re.escape(norm(a)) + r"(?![\w-])")
             others = [r for r, t in texts.items() if r != src and pat.search(norm(" ".join(t)))]
             if others:
                 warnings.append(f"{where}: answer {a!r} also appears in {others}")
@@ -197,6 +236,9 @@ def main() -> int:
         errors.append(f"only {answered} answered QA items, need {MIN_QA}")
     if unanswerable < MIN_UNANSWERABLE:
         errors.append(f"only {unanswerable} unanswerable items, need {MIN_UNANSWERABLE}")
+    for kind, need in MIN_PER_KIND.items():
+        if kinds[kind] < need:
+            errors.append(f"only {kinds[kind]} QA items of kind {kind!r}, need {need}")
     for rel in texts:
         need = 4 if rel.endswith((".pdf", ".html")) else 1
         if per_source[rel] < need:
@@ -235,6 +277,7 @@ def main() -> int:
         errors.append(f"total word count {total} outside {MIN_WORDS}-{MAX_WORDS}")
 
     print(f"QA lines: {len(qa)} ({answered} answered, {unanswerable} unanswerable)")
+    print("QA kinds: " + ", ".join(f"{k} {kinds[k]}" for k in KINDS))
     print(f"Probe lines: {len(probes)}; few-shot lines: {len(fewshot)}")
     check_seeds_fr(errors, warnings)  # French seed QA set: see the section at the end of this file
     for w in warnings:

@@ -9,7 +9,10 @@ file and line.
 
 The train/validation split hashes each question with a seed, so it does not
 depend on file order and every stage (fine-tuning, eval) agrees on which
-questions were held out and never trained on.
+questions were held out and never trained on. Cross-validation assigns each
+question to one of K folds the same way (:func:`fold_of`): ``rag.finetune
+--folds K --fold I`` trains on the other folds and ``rag.eval --folds K`` scores
+fold I's questions with that artifact only.
 
 Answers are compared after SQuAD normalization (Rajpurkar et al., 2016: lower
 case, no punctuation, no articles a/an/the, single spaces) and on word
@@ -19,6 +22,8 @@ un, une, des, du, d'): see :mod:`rag.language`.
 
     >>> items = load_qa("corpora/vellmar-qa.jsonl")            # doctest: +SKIP
     >>> train, val = split(items, val_fraction=0.25, seed=0)   # doctest: +SKIP
+    >>> fold_of("Who founded the seed library?", folds=5, seed=0) in range(5)
+    True
     >>> normalize_answer("The  Eiffel Tower!")
     'eiffel tower'
     >>> matched_answers("at least 90 nights on the island", ["nine", "9"])
@@ -125,6 +130,24 @@ def split(items: list, val_fraction: float = 0.25, seed: int = 0, key=lambda ite
     for item in items:
         (val if is_validation(key(item), val_fraction, seed) else train).append(item)
     return train, val
+
+
+def fold_of(question: str, folds: int, seed: int = 0) -> int:
+    """The cross-validation fold (0..folds-1) of a question, by a seeded hash of its fingerprint (whitespace folded)."""
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+    digest = hashlib.sha256(f"{seed}:fold:{question_fingerprint(question)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % folds
+
+
+def fold_split(items: list, folds: int, fold: int, seed: int = 0, key=lambda item: item.question) -> tuple[list, list]:
+    """(the other folds' items, fold ``fold``'s items): what a fold's model trains on, and what it alone scores."""
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold must be between 0 and {folds - 1} for {folds} folds, got {fold}")
+    others, held_out = [], []
+    for item in items:
+        (held_out if fold_of(key(item), folds, seed) == fold else others).append(item)
+    return others, held_out
 
 
 class GoldPassages:

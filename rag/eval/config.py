@@ -22,10 +22,11 @@ from rag.config import Config, check_minimums
 # Inside the package, so an installed rag-lab finds it wherever it runs.
 PROBE_FILE = Path(__file__).resolve().parent / "probes" / "general-knowledge.jsonl"
 SPLITS = ("all", "val", "train")
+ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator", "closed_book_adapter", "closed_book_generator")  # the fields naming fine-tuned folders
+FOLD_PLACEHOLDER = "{fold}"  # in an artifact path under --folds: replaced by each fold's number
 PIPELINE_DEFAULTS = Config(max_new_tokens=32)  # short reference answers need few tokens
-ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator")  # the fields naming fine-tuned folders
 # Trained from a generator model: a comma list gives one folder per model of --models, matched by its run.json.
-MODEL_ARTIFACT_FIELDS = ("adapter", "soft_prompt", "generator")
+MODEL_ARTIFACT_FIELDS = ("adapter", "soft_prompt", "generator", "closed_book_adapter", "closed_book_generator")
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,16 @@ class EvalConfig:
     adapter: tuple[str, ...] | None = None  # LoRA folders (lora), at most one per model
     soft_prompt: tuple[str, ...] | None = None  # prompt-tuning folders (soft-prompt), at most one per model
     generator: tuple[str, ...] | None = None  # fully fine-tuned generator folders (full), at most one per model
+    # Trained with --objective closed-book (lora-cb, full-cb: scored closed book only), at most one per model.
+    closed_book_adapter: tuple[str, ...] | None = None
+    closed_book_generator: tuple[str, ...] | None = None
     limit: int | None = None  # evaluate a seeded sample of this many questions (and probes)
     split: str = "all"  # all | val | train: rag.qa.split with val_fraction and split_seed, as rag.finetune splits
     val_fraction: float = 0.25  # rag.finetune --val-fraction of the artifacts scored
-    split_seed: int = 0  # rag.finetune --seed of the artifacts scored
+    split_seed: int = 0  # rag.finetune --seed of the artifacts scored (it seeds their folds too)
+    # Cross-validation: each question is scored once, with fold rag.qa.fold_of(question, folds, split_seed)'s
+    # artifacts, named by artifact paths holding FOLD_PLACEHOLDER (runs/fold-{fold}/lora); None: one split.
+    folds: int | None = None
     seed: int = 0  # for the --limit sample and the bootstrap
     k: int = 10  # retrieval metrics at 1..k; the prompt gets the rag config's k passages
     probe: str = str(PROBE_FILE)  # general-knowledge questions for forgetting; "" skips the probe
@@ -72,6 +79,13 @@ class EvalConfig:
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return dataclasses.replace(self, **values)
+
+    def for_fold(self, fold: int) -> EvalConfig:
+        """These settings with each artifact path's ``{fold}`` replaced by ``fold``: what scores that fold's questions."""
+        def fold_of(value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+            return value.replace(FOLD_PLACEHOLDER, str(fold)) if isinstance(value, str) else tuple(map(fold_of, value))
+
+        return dataclasses.replace(self, **{name: fold_of(getattr(self, name)) for name in ARTIFACT_FIELDS if getattr(self, name)})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -37,6 +37,7 @@ class Prediction:
     groundedness: float | None  # None closed book, or for an answer without content words
     abstained: bool
     kind: str | None = None  # the question's kind in the QA set (name, number, date, yesno...)
+    fold: int | None = None  # --folds: the fold whose artifacts answered (rag.qa.fold_of of the question)
 
     @property
     def key(self) -> tuple[str, str, str]:

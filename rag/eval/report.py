@@ -8,7 +8,10 @@ et al., 2024, "Fine-tuning or retrieval?"; Zhang et al., 2024, RAFT).
 
 Comparisons change one factor at a time: the retrieval effect is each
 retriever against closed book *with the same generator*, the fine-tuning effect
-each fine-tuned generator against ``base`` *with the same retriever*. Each has
+each fine-tuned generator against ``base`` *with the same retriever*; with a
+generator trained to answer closed book (``lora-cb``, ``full-cb``), the arms of
+"RAG or fine-tune?" are compared too: each retriever with ``base`` against it,
+closed book ("rag-vs-fine-tune"). Each has
 its paired bootstrap 95% interval of the per-question F1 difference and a
 paired randomization test; "clearly" means the Holm-adjusted p-value over all
 the verdict's comparisons is below 5% (Holm, 1979), so that testing many
@@ -82,6 +85,7 @@ class CombinationScore:
     model_params: int | None = None  # the generator model's parameters, None if not measured
     load_seconds: float | None = None  # loading it (from the cached float weights)
     decode_tokens_per_s: float | None = None  # its greedy decoding speed (rag.eval.throughput.decode_speed)
+    f1_by_fold: dict[int, float | None] = dataclasses.field(default_factory=dict)  # --folds: mean F1 of each fold's questions
 
     def cost(self) -> tuple[float, float, float]:
         """Sort key of :data:`COST_ORDER`."""
@@ -194,6 +198,10 @@ def score_combination(
         model_params=model.parameters if model else None,
         load_seconds=model.load_seconds if model else None,
         decode_tokens_per_s=model.decode_tokens_per_s if model else None,
+        f1_by_fold={
+            fold: _mean([p.f1 for p in answerable if p.fold == fold])
+            for fold in range(settings.folds or 0)
+        },
     )
 
 
@@ -214,10 +222,12 @@ def _outcome(difference: Interval, adjusted_p_value: float) -> str:
     return "within noise of"
 
 
-def one_factor_pairs(scores: list[CombinationScore], fine_tuned: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(factor, a, b): each retriever vs closed book per generator, then each fine-tuned generator vs base per retriever.
+def one_factor_pairs(scores: list[CombinationScore], fine_tuned: dict[str, str], closed_book: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
+    """(factor, a, b): each retriever vs closed book per generator, then each fine-tuned generator vs base per retriever,
+    then retrieval with ``base`` vs each generator trained to answer closed book (the arms of "RAG or fine-tune?").
 
-    ``fine_tuned`` maps each fine-tuned generator to its baseline, the ``base`` variant of the same model.
+    ``fine_tuned`` maps each fine-tuned generator to its baseline, the ``base`` variant of the same model;
+    ``closed_book`` names the generators trained with ``--objective closed-book``.
     """
     names = {s.combination for s in scores if s.f1}
     retrievers = list(dict.fromkeys(s.retriever for s in scores))
@@ -233,6 +243,13 @@ def one_factor_pairs(scores: list[CombinationScore], fine_tuned: dict[str, str])
         for r in retrievers
         for g in generators
         if g in fine_tuned and {f"{r}+{g}", f"{r}+{fine_tuned[g]}"} <= names
+    ]
+    pairs += [
+        ("rag-vs-fine-tune", f"{r}+{fine_tuned[g]}", f"{CLOSED_BOOK}+{g}")
+        for g in generators
+        if g in closed_book
+        for r in retrievers
+        if r != CLOSED_BOOK and {f"{r}+{fine_tuned[g]}", f"{CLOSED_BOOK}+{g}"} <= names
     ]
     return pairs
 
@@ -257,10 +274,14 @@ def _comparison_line(c: Comparison) -> str:
 FACTOR_LABELS = {
     "retrieval": "Retrieval vs closed book (each retriever against none, within each generator)",
     "fine-tuning": "Fine-tuning vs not (each fine-tuned generator against base, within each retriever)",
+    "rag-vs-fine-tune": "Retrieval vs closed-book fine-tuning (each retriever with base against each generator trained "
+                        "to answer closed book, tested closed book)",
 }
 
 
-def verdict(scores: list[CombinationScore], f1: PerQuestion, fine_tuned: dict[str, str], resample: dict) -> Verdict:
+def verdict(
+    scores: list[CombinationScore], f1: PerQuestion, fine_tuned: dict[str, str], resample: dict, closed_book: frozenset[str] = frozenset()
+) -> Verdict:
     """Best by mean F1, the cheapest within noise of it, and the one-factor comparisons (see the module docstring)."""
     scored = [s for s in scores if s.f1]
     if not scored:
@@ -269,7 +290,7 @@ def verdict(scores: list[CombinationScore], f1: PerQuestion, fine_tuned: dict[st
     against_best = compare([("best", best.combination, s.combination) for s in scored if s is not best], f1, resample)
     within = [best] + [s for s, c in zip((s for s in scored if s is not best), against_best) if c.adjusted_p_value >= ALPHA]
     cheapest = min(within, key=CombinationScore.cost)
-    comparisons = compare(one_factor_pairs(scored, fine_tuned), f1, resample)
+    comparisons = compare(one_factor_pairs(scored, fine_tuned, closed_book), f1, resample)
     summary = [
         f"Best quality: {best.combination}, F1 {best.f1.mean:.3f} (95% CI {best.f1.low:.3f}-{best.f1.high:.3f}).",
         f"Cheapest within noise of it: {cheapest.combination}, F1 {cheapest.f1.mean:.3f}, "
@@ -323,8 +344,12 @@ def build_report(
     gold: GoldChunks | None = None,
     notes: list[str] | None = None,
     models: dict[str, ModelCost] | None = None,
+    artifacts: list[Artifact] | None = None,
 ) -> Report:
-    """Scores for this run's combinations over this run's question and probe ids; other lines are ignored."""
+    """Scores for this run's combinations over this run's question and probe ids; other lines are ignored.
+
+    ``artifacts``: every artifact scored (each fold's under ``--folds``); default, those of the specs.
+    """
     predictions = [p for p in predictions if p.qid in (questions if p.suite == "qa" else probes)]
     scores = []
     for retriever in retrievers:
@@ -333,7 +358,8 @@ def build_report(
             rows = [p for p in predictions if p.suite == "qa" and p.combination == key]
             if rows:
                 scores.append(score_combination(rows, retriever, generator, settings, (models or {}).get(generator.config.generator)))
-    artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
+    if artifacts is None:
+        artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
     fine_tuned = {g.name: g.baseline for g in generators if g.fine_tuned}
     planned_generators = {g.name for g in generators}
     kinds = {p.qid: p.kind for p in predictions if p.suite == "qa" and p.answers and p.kind}
@@ -346,7 +372,7 @@ def build_report(
         score_probe(predictions, generators, settings),
         skipped,
         artifacts,
-        verdict(scores, f1, fine_tuned, resample),
+        verdict(scores, f1, fine_tuned, resample, frozenset(g.name for g in generators if g.closed_book_only)),
         round(wall_seconds, 1),
         round(sum(p.latency_s for p in predictions if p.generator in planned_generators), 1),
         None if gold is None else {"holding_answer": gold.holding_answer, "whole_document": gold.whole_document,
@@ -429,7 +455,9 @@ def render_markdown(report: Report) -> str:
     lines = [
         "# RAG or fine-tune? Evaluation report",
         "",
-        f"QA set `{settings.qa}` ({settings.split} split, {report.questions} questions"
+        f"QA set `{settings.qa}` ("
+        + (f"{settings.folds}-fold cross-validation" if settings.folds else f"{settings.split} split")
+        + f", {report.questions} questions"
         + (f", seeded sample of {settings.limit}" if settings.limit else "")
         + f"); {len(report.combinations)} combinations; {report.answer_seconds:.0f} s spent answering "
         f"(resumed runs included), wall time of this run {report.wall_seconds:.0f} s.",
@@ -463,6 +491,19 @@ def render_markdown(report: Report) -> str:
             f"a {c.outcome} b |"
             for c in report.verdict.comparisons
         ]
+    if settings.folds:
+        folds = range(settings.folds)
+        lines += [
+            "", f"## Across the {settings.folds} folds", "",
+            "Each question was scored once, in its fold, by the artifacts trained on the other folds; the results above pool "
+            "all folds. Mean F1 of each fold's answerable questions, and the spread (highest - lowest fold):", "",
+            "| Combination | " + " | ".join(f"fold {fold}" for fold in folds) + " | spread |", "|---" * (settings.folds + 2) + "|",
+        ]
+        for s in report.combinations:
+            values = [s.f1_by_fold.get(fold) for fold in folds]
+            known = [v for v in values if v is not None]
+            spread = f"{max(known) - min(known):.3f}" if known else "–"
+            lines.append(f"| {s.combination} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in values) + f" | {spread} |")
     if report.questions_by_kind:
         kinds = list(report.questions_by_kind)
         lines += [

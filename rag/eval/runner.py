@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 
 from rag.config import CLOSED_BOOK
 from rag.embed import for_index, load_embedder
-from rag.eval.artifacts import Artifact
+from rag.eval.artifacts import Artifact, artifact_flag, given_folders
 from rag.eval.charts import write_charts
-from rag.eval.config import EvalConfig
+from rag.eval.config import ARTIFACT_FIELDS, FOLD_PLACEHOLDER, EvalConfig
 from rag.eval.dataset import Question, gold_chunk_ids, select, write_qa_corpus
 from rag.eval.metrics import abstained, exact_match, groundedness, token_f1
 from rag.eval.plan import plan
@@ -46,7 +46,7 @@ from rag.index import Index
 from rag.ingest import ingest  # the eval is an entry point: it builds the indexes it scores
 from rag.language import resolve_language
 from rag.prompt import Prompt, answer_text, build_prompt, load_few_shot
-from rag.qa import load_qa, question_fingerprint
+from rag.qa import fold_of, load_qa, question_fingerprint
 from rag.retrieve import Retrieved, Retriever
 from rag.runtime import atomic_write_text, peak_rss_mb
 
@@ -67,12 +67,32 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def content_fingerprints(settings: EvalConfig, indexes: dict[bool, Index], artifacts: list[Artifact]) -> dict[str, str]:
+@dataclass(frozen=True)
+class Part:
+    """What one set of artifacts scores: every question, or (``--folds``) one fold's questions and probes."""
+
+    fold: int | None
+    retrievers: list[RetrieverSpec]
+    generators: list[GeneratorSpec]
+    questions: list[Question]
+    probes: list[Question]
+    indexes: dict[bool, Index]
+
+    @property
+    def artifacts(self) -> list[Artifact]:
+        return [spec.artifact for spec in [*self.retrievers, *self.generators] if spec.artifact]
+
+    @property
+    def label(self) -> str:
+        return "" if self.fold is None else f" (fold {self.fold})"
+
+
+def content_fingerprints(settings: EvalConfig, indexes: dict[bool, Index], artifacts: list[Artifact], label: str = "") -> dict[str, str]:
     """What the answers in predictions.jsonl depend on, by content rather than by path.
 
     Question ids are line numbers of the QA file, so an edited file must not
     reuse old answers; an index re-ingested or an artifact retrained in place
-    changes what the same paths mean.
+    changes what the same paths mean. ``label`` names a fold's fine-tuned index and artifacts.
     """
     prints = {
         "QA file": _sha256(Path(settings.qa).read_bytes()),
@@ -82,9 +102,9 @@ def content_fingerprints(settings: EvalConfig, indexes: dict[bool, Index], artif
     if settings.probe:
         prints["probe file"] = _sha256(Path(settings.probe).read_bytes())
     for fine_tuned, index in indexes.items():
-        prints["fine-tuned index" if fine_tuned else "index"] = f"{index.folder.name} {index.manifest.updated}"
+        prints["fine-tuned index" + label if fine_tuned else "index"] = f"{index.folder.name} {index.manifest.updated}"
     for artifact in artifacts:
-        prints[f"{artifact.flag} artifact"] = artifact.fingerprint
+        prints[f"{artifact.flag} artifact{label}"] = artifact.fingerprint
     return prints
 
 
@@ -108,8 +128,11 @@ def check_resumable(out: Path, settings: EvalConfig, fingerprints: dict[str, str
     atomic_write_text(path, json.dumps(record, indent=2))
 
 
-def check_leakage(artifacts: list[Artifact], questions: list[Question], settings: EvalConfig) -> list[str]:
-    """Refuse an artifact trained on a question this run scores; notes on the artifacts that cannot be checked."""
+def check_leakage(artifacts: list[Artifact], questions: list[Question], settings: EvalConfig, fold: int | None = None) -> list[str]:
+    """Refuse an artifact trained on a question it would score; notes on the artifacts that cannot be checked.
+
+    ``questions`` are those the artifacts score: all of this run's, or under ``--folds`` fold ``fold``'s.
+    """
     scored = {question_fingerprint(q.item.question) for q in questions}
     notes = []
     for artifact in artifacts:
@@ -118,6 +141,13 @@ def check_leakage(artifacts: list[Artifact], questions: list[Question], settings
                          "checked for leakage (train it with python -m rag.finetune to record them)")
             continue
         overlap = scored.intersection(artifact.train_questions)
+        if overlap and fold is not None:
+            raise ValueError(
+                f"{artifact.flag} {artifact.path}: trained on {len(overlap)} of the {len(scored)} questions of fold {fold} "
+                f"it would score (it split with {artifact.describe_split()}; this eval: folds {settings.folds}, "
+                f"split_seed {settings.split_seed}); train it with python -m rag.finetune --folds {settings.folds} "
+                f"--fold {fold} --seed {settings.split_seed}"
+            )
         if overlap:
             raise ValueError(
                 f"{artifact.flag} {artifact.path}: trained on {len(overlap)} of the {len(scored)} questions this eval "
@@ -128,8 +158,8 @@ def check_leakage(artifacts: list[Artifact], questions: list[Question], settings
     return notes
 
 
-def open_indexes(settings: EvalConfig, retrievers: list[RetrieverSpec], out: Path) -> dict[bool, Index]:
-    """{fine_tuned_index: Index} for the indexes the retrievers search, ingesting them as needed."""
+def open_indexes(settings: EvalConfig, retrievers: list[RetrieverSpec], out: Path, fold: int | None = None) -> dict[bool, Index]:
+    """{fine_tuned_index: Index} for the indexes the retrievers search, ingesting them as needed (one fine-tuned per fold)."""
     needed = {spec.fine_tuned_index for spec in retrievers if spec.method != CLOSED_BOOK}
     if not needed:
         return {}
@@ -143,8 +173,9 @@ def open_indexes(settings: EvalConfig, retrievers: list[RetrieverSpec], out: Pat
     indexes = {False: Index.open(main)}
     if True in needed:
         # The fine-tuned embedder puts chunks in another vector space: it needs its own index.
-        ingest(corpus, out / "index-ft", settings.rag.override({"embedder": settings.embedder}), show_progress=True)
-        indexes[True] = Index.open(out / "index-ft")
+        folder = out / ("index-ft" if fold is None else f"index-ft-fold-{fold}")
+        ingest(corpus, folder, settings.rag.override({"embedder": settings.embedder}), show_progress=True)
+        indexes[True] = Index.open(folder)
     return indexes
 
 
@@ -172,6 +203,7 @@ def score(
     generation: Generation,
     virtual_tokens: int,
     overhead_s: float,
+    fold: int | None = None,
 ) -> Prediction:
     answer = answer_text(generation.text)
     golds = question.item.answers
@@ -199,6 +231,7 @@ def score(
         groundedness=None if declined else groundedness(answer, [passage.text for passage in prompt.passages], language_code),
         abstained=declined,
         kind=question.item.kind,
+        fold=fold,
     )
 
 
@@ -212,8 +245,9 @@ def answer_questions(
     run: RetrievalRun,
     progress: bool,
     embedder=None,
+    fold: int | None = None,
 ) -> None:
-    """Generate, score and log the answers of one combination, batch by batch.
+    """Generate, score and log the answers of one combination (by ``fold``'s artifacts, under --folds), batch by batch.
 
     ``embedder`` scores sentences for a variant with ``context = "sentences"``.
     """
@@ -234,7 +268,7 @@ def answer_questions(
             batch = order[start : start + size]
             generations = generator.generate([prompts[i].input_ids for i in batch])
             log.append([
-                score(suite, retriever, spec, questions[i], run, prompts[i], g, generator.virtual_tokens, overhead)
+                score(suite, retriever, spec, questions[i], run, prompts[i], g, generator.virtual_tokens, overhead, fold)
                 for i, g in zip(batch, generations)
             ])
             bar.update(len(batch))
@@ -253,11 +287,34 @@ def write_model_costs(out: Path, costs: dict[str, ModelCost]) -> None:
     atomic_write_text(out / "models.json", json.dumps([asdict(cost) for cost in costs.values()], indent=2))
 
 
+def settings_per_fold(settings: EvalConfig) -> list[tuple[int | None, EvalConfig]]:
+    """[(None, settings)], or under ``--folds K`` each fold with its artifact paths (see :meth:`EvalConfig.for_fold`)."""
+    check_fold_paths(settings)
+    if settings.folds is None:
+        return [(None, settings)]
+    if settings.split != "all":
+        raise ValueError(f"--folds scores every question once, each with the artifacts that never saw it: drop --split {settings.split}")
+    return [(fold, settings.for_fold(fold)) for fold in range(settings.folds)]
+
+
+def check_fold_paths(settings: EvalConfig) -> None:
+    """Under ``--folds`` every artifact path names its fold; without, none does."""
+    for name in ARTIFACT_FIELDS:
+        for path in given_folders(settings, name):
+            if (FOLD_PLACEHOLDER in path) != (settings.folds is not None):
+                flag = artifact_flag(name)
+                if settings.folds is None:
+                    raise ValueError(f"{flag} {path}: a {FOLD_PLACEHOLDER} path is for cross-validation; give --folds K")
+                raise ValueError(f"{flag} {path}: with --folds each fold has its own artifact; give a path with "
+                                 f"{FOLD_PLACEHOLDER}, e.g. runs/fold-{FOLD_PLACEHOLDER}/{Path(path).name}")
+
+
 def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
     """Evaluate every planned combination (resuming from OUT/predictions.jsonl) and write the report."""
     began = time.perf_counter()
     out = Path(settings.out)
-    retrievers, generators, skipped = plan(settings)
+    plans = [(fold, fold_settings, plan(fold_settings)) for fold, fold_settings in settings_per_fold(settings)]
+    retrievers, generators, skipped = plans[0][2]  # the variants' names are the same in every fold
     if not retrievers or not generators:
         raise ValueError("nothing to evaluate: " + "; ".join(f"{s.variant}: {s.reason}" for s in skipped))
     items = load_qa(settings.qa)
@@ -268,50 +325,61 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
                        split_seed=settings.split_seed)
     if not questions:
         raise ValueError(f"no question of {settings.qa} is in --split {settings.split}; use --split all")
-    artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
-    notes = check_leakage(artifacts, questions, settings)
     probing = settings.probe and any(g.fine_tuned for g in generators)
     probes = select(load_qa(settings.probe), limit=settings.limit, seed=settings.seed, prefix="p") if probing else []
-    indexes = open_indexes(settings, retrievers, out)
-    check_resumable(out, settings, content_fingerprints(settings, indexes, artifacts))
+    in_fold = lambda question, fold: fold is None or fold_of(question.item.question, settings.folds, settings.split_seed) == fold  # noqa: E731
+    parts = [
+        Part(fold, fold_retrievers, fold_generators, [q for q in questions if in_fold(q, fold)], [q for q in probes if in_fold(q, fold)],
+             open_indexes(fold_settings, fold_retrievers, out, fold))
+        for fold, fold_settings, (fold_retrievers, fold_generators, _) in plans
+    ]
+    notes = [note for part in parts for note in check_leakage(part.artifacts, part.questions, settings, part.fold)]
+    fingerprints = {}
+    for part in parts:
+        fingerprints |= content_fingerprints(settings, part.indexes, part.artifacts, part.label)
+    check_resumable(out, settings, fingerprints)
     log = PredictionLog(out / "predictions.jsonl")
-    gold = gold_chunk_ids(indexes[False], questions) if indexes else None
+    gold = gold_chunk_ids(parts[0].indexes[False], questions) if parts[0].indexes else None
 
-    retrieval: dict[str, RetrievalRun] = {}
     no_retrieval = retrieve_all(NO_RETRIEVAL, {}, probes, settings)
     costs = read_model_costs(out)
     loaded: Generator | None = None
     loaded_weights = None
     # The query embedder of the main index, to score sentences for the variants that keep only those.
-    sentences = indexes and any(spec.config.context == "sentences" for spec in generators)
-    sentence_embedder = load_embedder(for_index(indexes[False].manifest, settings.rag)) if sentences else None
-    for spec in generators:
-        pending = [(r, [q for q in questions if ("qa", f"{r.name}+{spec.name}", q.qid) not in log.done]) for r in retrievers]
-        if spec.fine_tuned or spec.name == spec.baseline:
-            pending_probes = [q for q in probes if ("probe", f"{CLOSED_BOOK}+{spec.name}", q.qid) not in log.done]
-        else:
-            pending_probes = []
-        if not pending_probes and not any(todo for _, todo in pending):
-            continue
-        if loaded is None or loaded_weights != spec.weights:
-            loaded, cost = load_measured(spec.config, adapter=spec.adapter)
-            loaded_weights = spec.weights
-            if spec.adapter is None:  # the model alone: an adapter's load time is not the model's
-                costs[cost.model] = cost
-                write_model_costs(out, costs)
-        generator = Generator(loaded.model, loaded.tokenizer, spec.config)  # same weights, this variant's prompt config
-        for retriever, todo in pending:
-            if todo:
-                if retriever.name not in retrieval:
-                    retrieval[retriever.name] = retrieve_all(retriever, indexes, questions, settings)
-                answer_questions(log, "qa", retriever, spec, generator, todo, retrieval[retriever.name], progress, sentence_embedder)
-        if pending_probes:
-            answer_questions(log, "probe", NO_RETRIEVAL, spec, generator, pending_probes, no_retrieval, progress)
+    sentences = parts[0].indexes and any(spec.config.context == "sentences" for spec in generators)
+    sentence_embedder = load_embedder(for_index(parts[0].indexes[False].manifest, settings.rag)) if sentences else None
+    for part in parts:
+        retrieval: dict[str, RetrievalRun] = {}
+        for spec in part.generators:
+            retrievers_of_spec = [r for r in part.retrievers if r.method == CLOSED_BOOK or not spec.closed_book_only]
+            pending = [(r, [q for q in part.questions if ("qa", f"{r.name}+{spec.name}", q.qid) not in log.done]) for r in retrievers_of_spec]
+            if spec.fine_tuned or spec.name == spec.baseline:
+                pending_probes = [q for q in part.probes if ("probe", f"{CLOSED_BOOK}+{spec.name}", q.qid) not in log.done]
+            else:
+                pending_probes = []
+            if not pending_probes and not any(todo for _, todo in pending):
+                continue
+            if loaded is None or loaded_weights != spec.weights:
+                loaded, cost = load_measured(spec.config, adapter=spec.adapter)
+                loaded_weights = spec.weights
+                if spec.adapter is None:  # the model alone: an adapter's load time is not the model's
+                    costs[cost.model] = cost
+                    write_model_costs(out, costs)
+            generator = Generator(loaded.model, loaded.tokenizer, spec.config)  # same weights, this variant's prompt config
+            for retriever, todo in pending:
+                if todo:
+                    if retriever.name not in retrieval:
+                        retrieval[retriever.name] = retrieve_all(retriever, part.indexes, part.questions, settings)
+                    answer_questions(log, "qa", retriever, spec, generator, todo, retrieval[retriever.name], progress, sentence_embedder, part.fold)
+            if pending_probes:
+                answer_questions(log, "probe", NO_RETRIEVAL, spec, generator, pending_probes, no_retrieval, progress, fold=part.fold)
 
     report = build_report(
         log.predictions, settings, retrievers, generators,
         {q.qid for q in questions}, {q.qid for q in probes}, skipped, time.perf_counter() - began, gold, notes, costs,
+        artifacts=[artifact for part in parts for artifact in part.artifacts],
     )
     write_report(report, out)
     write_charts(report, out)
     return report
+

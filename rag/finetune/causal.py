@@ -1,6 +1,6 @@
 """Training sequences and the loss for the generator modes (lora, prompt-tuning, full).
 
-Two objectives:
+Three objectives:
 
 - ``supervised``: the exact chat prompt ``rag ask`` builds (:func:`rag.prompt.build_prompt`,
   same preprompt, passage headers and token budget) with the gold passage among
@@ -14,6 +14,15 @@ Two objectives:
   injection), optionally with generated paraphrases of each chunk (Ovadia et
   al. 2024 found facts need repeating in varied wording). Chunks are split into
   training and validation by the same seeded hash as questions.
+- ``closed-book``: the generator absorbs the corpus to answer without retrieval.
+  Each epoch first trains on every chunk of the corpus (and its ``--paraphrases``),
+  then on the training questions in the closed-book prompt (no passages, the
+  closed-book preprompt ``rag ask --no-retrieval`` uses), target the answer alone.
+  Validation is closed-book answering of the validation questions, the task the
+  artifact is scored on. Ovadia et al. 2024 fine-tune on documents alone; Jiang et
+  al. 2024 ("Instruction-tuned language models are better knowledge learners")
+  show that question-answer training is what makes the absorbed facts retrievable
+  by questions.
 
     >>> train, val = generator_sequences(settings, Config(), data, model, tokenizer)  # doctest: +SKIP
     >>> sum(label != IGNORE for label in train[0].labels)   # the answer's tokens      # doctest: +SKIP
@@ -29,12 +38,12 @@ from pathlib import Path
 
 import torch
 
-from rag.config import Config
-from rag.finetune.config import FinetuneConfig
+from rag.config import CLOSED_BOOK, Config
+from rag.finetune.config import CLOSED_BOOK_OBJECTIVE, FinetuneConfig
 from rag.finetune.data import Data
 from rag.finetune.examples import Example
 from rag.finetune.synthetic import paraphrase
-from rag.finetune.trainer import Task
+from rag.finetune.trainer import Task, shuffled_batches
 from rag.passage import Passage
 from rag.prompt import build_prompt
 from rag.qa import is_validation, matched_answers, split
@@ -43,10 +52,27 @@ IGNORE = -100  # label value the cross-entropy skips
 logger = logging.getLogger(__name__)
 
 
+DOCUMENTS, QUESTIONS = 0, 1  # closed-book phases: each epoch trains on the documents, then on the questions
+
+
 @dataclass(frozen=True)
 class Sequence:
     input_ids: list[int]
     labels: list[int]  # IGNORE where no loss is taken
+    phase: int = DOCUMENTS  # batches of a lower phase come first in every epoch
+
+
+def phased_batches(sequences: list[Sequence], size: int, rng: random.Random) -> list[list[Sequence]]:
+    """An epoch's batches phase by phase, shuffled within each (one phase: exactly :func:`shuffled_batches`)."""
+    phases = sorted({sequence.phase for sequence in sequences})
+    return [batch for phase in phases for batch in shuffled_batches([s for s in sequences if s.phase == phase], size, rng)]
+
+
+def answered(prompt_ids: list[int], answer: str, tokenizer, phase: int = DOCUMENTS) -> Sequence:
+    """The prompt, then ``answer`` and end of turn, with the loss on the answer tokens only."""
+    spaced = answer if tokenizer.chat_template else " " + answer  # a plain-text prompt ends "Answer:"
+    target = tokenizer(spaced + tokenizer.eos_token, add_special_tokens=False)["input_ids"]  # eos = <|im_end|>: stop there
+    return Sequence(prompt_ids + target, [IGNORE] * len(prompt_ids) + target, phase)
 
 
 def supervised_sequence(example: Example, pool: list[Passage], tokenizer, config: Config, settings: FinetuneConfig) -> Sequence:
@@ -62,9 +88,13 @@ def supervised_sequence(example: Example, pool: list[Passage], tokenizer, config
     prompt = build_prompt(example.query, passages, tokenizer, config)
     gold = [n for n, passage in enumerate(prompt.passages, 1) if passage.text == example.positive]
     answer = example.answers[0] + (f" [{gold[0]}]" if gold else "")  # nothing to cite when the gold passage is absent
-    spaced = answer if tokenizer.chat_template else " " + answer  # a plain-text prompt ends "Answer:"
-    target = tokenizer(spaced + tokenizer.eos_token, add_special_tokens=False)["input_ids"]  # eos = <|im_end|>: stop there
-    return Sequence(prompt.input_ids + target, [IGNORE] * len(prompt.input_ids) + target)
+    return answered(prompt.input_ids, answer, tokenizer)
+
+
+def closed_book_sequence(example: Example, tokenizer, config: Config) -> Sequence:
+    """The question in the prompt ``rag ask --no-retrieval`` builds, target its answer (nothing to cite)."""
+    prompt = build_prompt(example.query, [], tokenizer, config.override({"retriever": CLOSED_BOOK}))
+    return answered(prompt.input_ids, example.answers[0], tokenizer, QUESTIONS)
 
 
 def text_sequence(text: str, tokenizer, max_tokens: int) -> Sequence:
@@ -74,19 +104,25 @@ def text_sequence(text: str, tokenizer, max_tokens: int) -> Sequence:
 
 def generator_sequences(settings: FinetuneConfig, config: Config, data: Data, model, tokenizer) -> tuple[list[Sequence], list[Sequence]]:
     """(train, validation) sequences for the configured objective; ``model`` is the base, for paraphrases."""
+    if settings.objective != "unsupervised" and any(not e.answers for e in data.train + data.val):
+        raise ValueError(f"the {settings.objective} objective needs reference answers: use --qa FILE (pairs carry none), "
+                         "or --objective unsupervised")
     if settings.objective == "supervised":
-        if any(not e.answers for e in data.train + data.val):
-            raise ValueError("the supervised objective needs reference answers: use --qa FILE (pairs carry none), or --objective unsupervised")
         make = lambda examples: [supervised_sequence(e, data.corpus, tokenizer, config, settings) for e in examples]  # noqa: E731
         return make(data.train), make(data.val)
     texts = [passage.text for passage in data.corpus]
     train_texts, val_texts = split(texts, settings.val_fraction, settings.seed, key=lambda text: text)
+    if settings.objective == CLOSED_BOOK_OBJECTIVE:  # the questions are held out, not the documents: train on all of them
+        train_texts = texts
     train_texts, val_texts = settings.limited(train_texts, val_texts)
     if settings.paraphrases:
         added = paraphrase(model, tokenizer, config, train_texts, settings.paraphrases)
         logger.info("added %d paraphrases of %d training chunks", len(added), len(train_texts))
         train_texts = train_texts + added
     make = lambda texts: [text_sequence(t, tokenizer, config.context_tokens) for t in texts]  # noqa: E731
+    if settings.objective == CLOSED_BOOK_OBJECTIVE:
+        questions = lambda examples: [closed_book_sequence(e, tokenizer, config) for e in examples]  # noqa: E731
+        return make(train_texts) + questions(data.train), questions(data.val)
     return make(train_texts), make(val_texts)
 
 
@@ -132,7 +168,8 @@ def causal_task(model, tokenizer, sequences: tuple[list[Sequence], list[Sequence
         return [([sequence], weight / max(1, sum(weights))) for sequence, weight in zip(batch, weights)]
 
     train, val = sequences
-    return Task(model=model, train=train, val=val, loss=loss, save=save, merge=merge, parts=one_by_one if device.type == "cpu" else None)
+    return Task(model=model, train=train, val=val, loss=loss, save=save, merge=merge, batches=phased_batches,
+                parts=one_by_one if device.type == "cpu" else None)
 
 
 def save_with_tokenizer(model, tokenizer, folder: Path) -> None:

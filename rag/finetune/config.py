@@ -33,7 +33,8 @@ MODE_DEFAULTS = {
     "prompt-tuning": ModeDefaults(lr=3e-2, batch_size=4, epochs=1),  # Lester et al. 2021 use 0.3 with Adafactor
     "full": ModeDefaults(lr=2e-5, batch_size=4, epochs=1),
 }
-OBJECTIVES = ("supervised", "unsupervised")
+CLOSED_BOOK_OBJECTIVE = "closed-book"  # the corpus, then questions without passages: to answer without retrieval
+OBJECTIVES = ("supervised", "unsupervised", CLOSED_BOOK_OBJECTIVE)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class FinetuneConfig:
     val_fraction: float = 0.25  # the eval stage holds out the same questions (rag.qa.split, same defaults)
     seed: int = 0
     limit: int | None = None  # at most this many examples in all, split like the data (short runs; see limited)
+    # Cross-validation (rag.qa.fold_of, seeded by seed): train on every fold but fold, whose questions
+    # rag.eval --folds scores with this artifact; the validation slice comes from the training folds.
+    folds: int | None = None
+    fold: int | None = None
 
     # --- optimisation (None = the mode's default)
     epochs: int | None = None
@@ -65,7 +70,8 @@ class FinetuneConfig:
     hard_negatives: bool = False  # mine one per pair from the corpus with the base encoder
 
     # --- generator modes (lora, prompt-tuning, full)
-    objective: str = "supervised"  # supervised: question + passages -> answer; unsupervised: corpus text
+    # supervised: question + passages -> answer; unsupervised: corpus text; closed-book: corpus text, then question -> answer
+    objective: str = "supervised"
     passages: int = 3  # passages per supervised prompt: the gold one and passages - 1 distractors
     distractors: float = 0.0  # fraction of supervised examples given distractors only (RAFT)
     paraphrases: int = 0  # unsupervised: paraphrases of each chunk added by the local generator
@@ -94,6 +100,10 @@ class FinetuneConfig:
                 "embeddings trains with in-batch negatives: a batch of one pair has none and teaches nothing; "
                 "use --batch-size 2 or more"
             )
+        if (self.folds is None) != (self.fold is None):
+            raise ValueError("--folds K and --fold I go together: train on every fold of K but I")
+        if self.folds is not None and not (self.folds >= 2 and 0 <= self.fold < self.folds):
+            raise ValueError(f"--folds must be at least 2 and --fold between 0 and folds - 1, got --folds {self.folds} --fold {self.fold}")
         defaults = MODE_DEFAULTS[self.mode]
         return dataclasses.replace(
             self,
@@ -118,5 +128,5 @@ class FinetuneConfig:
 
     def hyperparameters(self) -> dict:
         """The values that shape training (recorded in run.json); paths and flags about the run itself are left out."""
-        skip = {"mode", "out", "pairs", "qa", "synthetic", "index", "resume", "seed", "merge"}
+        skip = {"mode", "out", "pairs", "qa", "synthetic", "index", "resume", "seed", "merge", "folds", "fold"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}

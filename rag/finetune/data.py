@@ -10,7 +10,9 @@ Three sources, one per flag:
 - ``--synthetic --index DIR``: questions written by the local generator (:mod:`rag.finetune.synthetic`).
 
 The split is :func:`rag.qa.split` on the question text, the same call the eval
-stage makes, so held-out questions are never trained on.
+stage makes, so held-out questions are never trained on. With ``--folds K
+--fold I`` fold I's questions are left out first (:func:`rag.qa.fold_split`)
+and the split divides the other folds' into training and validation.
 
     >>> data = load_data(FinetuneConfig("embeddings", "/tmp/e", qa="corpora/vellmar-qa.jsonl", index="/tmp/i"))  # doctest: +SKIP
     >>> len(data.train), len(data.val), data.corpus[:1]                                                   # doctest: +SKIP
@@ -32,7 +34,7 @@ from rag.finetune.examples import Example, load_pairs
 from rag.finetune.synthetic import synthetic_pairs
 from rag.index import Index
 from rag.passage import Chunk, Passage
-from rag.qa import GoldPassages, QAItem, load_qa, split
+from rag.qa import GoldPassages, QAItem, fold_split, load_qa, split
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +122,8 @@ def load_data(settings: FinetuneConfig, config: Config = Config()) -> Data:
         if index is None:
             raise ValueError("--synthetic writes questions for an index's chunks: pass --index INDEX_DIR")
         examples, origin = synthetic_pairs(index, settings, config), f"synthetic from {settings.index}"
+    if settings.folds is not None:  # fold I is the eval's alone: neither trained nor validated on
+        examples, _ = fold_split(examples, settings.folds, settings.fold, settings.seed, key=lambda e: e.query)
     train, val = split(examples, settings.val_fraction, settings.seed, key=lambda e: e.query)
     train, val = settings.limited(train, val)
     if examples and not (train and val):

@@ -49,6 +49,8 @@ class RunRecord:
     train_examples: int
     val_examples: int
     train_questions: list[str]  # rag.qa.question_fingerprint of every training query: the eval refuses to score these
+    folds: int | None  # cross-validation: trained on every fold of ``folds`` but ``fold`` (rag.qa.fold_of, seed ``seed``)
+    fold: int | None
     hyperparameters: dict
     seed: int
     device: str
@@ -108,6 +110,8 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
             train_examples=len(task.train),
             val_examples=len(task.val),
             train_questions=[question_fingerprint(example.query) for example in data.train],
+            folds=settings.folds,
+            fold=settings.fold,
             hyperparameters=settings.hyperparameters(),
             seed=settings.seed,
             device=resolve_device(config.device),

@@ -1,0 +1,174 @@
+"""The lab's arms (#10): cross-validation and closed-book fine-tuning, on the real models.
+
+Cross-validation: seeded folds, fold fine-tunes that never see their fold, an eval that scores each question once.
+Closed book: a generator trained on the documents, then on questions without passages, scored closed book only.
+
+The fine-tunes are as small as they can be (2 examples, 1 step) so the file stays within a few minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import QA_FILE
+
+from rag import Config
+from rag.config import CLOSED_BOOK
+from rag.eval import EvalConfig, run_eval
+from rag.eval.dataset import select
+from rag.eval.predictions import PredictionLog
+from rag.finetune import FinetuneConfig, finetune
+from rag.finetune.causal import DOCUMENTS, QUESTIONS, generator_sequences, phased_batches
+from rag.finetune.data import load_data
+from rag.models import load_generator
+from rag.prompt import build_prompt
+from rag.qa import fold_of, fold_split, load_qa, question_fingerprint
+
+FOLDS = 2
+TINY = {"limit": 2, "batch_size": 1, "passages": 1, "max_steps": 1}  # the smallest generator run
+
+
+def test_folds_are_stable_under_a_seed_and_differ_across_seeds():
+    questions = [item.question for item in load_qa(QA_FILE)]
+    folds = [fold_of(q, 5, seed=0) for q in questions]
+    assert folds == [fold_of(q, 5, seed=0) for q in questions]
+    assert fold_of("  Who founded the\nseed library? ", 5) == fold_of("Who founded the seed library?", 5)  # whitespace folded
+    sizes = Counter(folds)
+    assert sorted(sizes) == [0, 1, 2, 3, 4] and min(sizes.values()) > len(questions) / 5 * 0.6  # no starved fold
+    moved = sum(a != b for a, b in zip(folds, (fold_of(q, 5, seed=1) for q in questions)))
+    assert moved > len(questions) / 2  # another seed deals the questions out afresh (4/5 move by chance)
+    others, held_out = fold_split(questions, 5, 3, seed=0, key=lambda q: q)
+    assert sorted(others + held_out) == sorted(questions) and {fold_of(q, 5) for q in held_out} == {3}
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        fold_of("Anything?", 1)
+
+
+def test_a_fold_run_trains_and_validates_on_the_other_folds_only(vellmar_index):
+    data = load_data(FinetuneConfig("lora", "unused", qa=str(QA_FILE), index=str(vellmar_index), folds=3, fold=1))
+    trained = [e.query for e in data.train + data.val]
+    assert trained and {fold_of(q, 3) for q in trained} == {0, 2}
+    others, _ = fold_split([item for item in load_qa(QA_FILE) if item.answers], 3, 1)
+    assert sorted(trained) == sorted(item.question for item in others)  # every other fold's question, none of fold 1
+    with pytest.raises(ValueError, match="--folds K and --fold I go together"):
+        FinetuneConfig("lora", "unused", folds=3).resolved()
+
+
+@pytest.fixture(scope="module")
+def fold_adapters(tmp_path_factory, vellmar_index) -> Path:
+    """runs/fold-0/lora and runs/fold-1/lora, each trained on the other fold's questions."""
+    runs = tmp_path_factory.mktemp("runs")
+    for fold in range(FOLDS):
+        settings = FinetuneConfig("lora", str(runs / f"fold-{fold}" / "lora"), qa=str(QA_FILE), index=str(vellmar_index),
+                                  folds=FOLDS, fold=fold, **TINY)
+        finetune(settings)
+    return runs
+
+
+def test_cross_validated_eval_scores_every_question_once_by_the_fold_that_never_saw_it(fold_adapters, tmp_path):
+    for fold in range(FOLDS):
+        record = json.loads((fold_adapters / f"fold-{fold}" / "lora" / "run.json").read_text())
+        assert (record["folds"], record["fold"]) == (FOLDS, fold)
+    settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), retrievers=("none",), generators=("base", "lora"), folds=FOLDS,
+                          adapter=str(fold_adapters / "fold-{fold}" / "lora"), limit=8, probe="")
+    report = run_eval(settings, progress=False)
+
+    chosen = {q.qid: q.item.question for q in select(load_qa(QA_FILE), limit=8)}
+    assert {fold_of(question, FOLDS) for question in chosen.values()} == {0, 1}  # both folds take part
+    rows = PredictionLog(Path(settings.out) / "predictions.jsonl").predictions
+    for combination in ("none+base", "none+lora"):
+        scored = Counter(p.qid for p in rows if p.combination == combination)
+        assert scored == Counter(chosen.keys())  # every question exactly once
+    trained_on = {
+        fold: set(json.loads((fold_adapters / f"fold-{fold}" / "lora" / "run.json").read_text())["train_questions"])
+        for fold in range(FOLDS)
+    }
+    for p in rows:
+        assert p.fold == fold_of(p.question, FOLDS)  # answered in its own fold, by that fold's artifacts
+        assert question_fingerprint(p.question) not in trained_on[p.fold]
+    lora = next(s for s in report.combinations if s.combination == "none+lora")
+    assert lora.questions == 8 and set(lora.f1_by_fold) == {0, 1}
+    assert "## Across the 2 folds" in (Path(settings.out) / "report.md").read_text()
+    assert {a.path for a in report.artifacts} == {str(fold_adapters / f"fold-{fold}" / "lora") for fold in range(FOLDS)}
+
+
+def test_a_fold_artifact_that_trained_on_its_fold_is_refused(fold_adapters, tmp_path):
+    swapped = tmp_path / "swapped"
+    for fold in range(FOLDS):  # each fold given the other fold's adapter: trained on exactly the questions it would score
+        (swapped / f"fold-{fold}").mkdir(parents=True)
+        (swapped / f"fold-{fold}" / "lora").symlink_to(fold_adapters / f"fold-{1 - fold}" / "lora")
+    settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), retrievers=("none",), generators=("base", "lora"), folds=FOLDS,
+                          adapter=str(swapped / "fold-{fold}" / "lora"), probe="")
+    with pytest.raises(ValueError, match="trained on 2 of the .* questions of fold 0 it would score"):
+        run_eval(settings, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"folds": 2, "split": "val"}, "--folds scores every question once"),
+        ({"folds": 2, "adapter": "runs/lora"}, "give a path with {fold}"),
+        ({"adapter": "runs/fold-{fold}/lora"}, "is for cross-validation; give --folds K"),
+    ],
+)
+def test_fold_settings_that_cannot_work_are_refused(tmp_path, values, message):
+    settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), retrievers=("none",), probe="").override(values)
+    with pytest.raises(ValueError, match=message):
+        run_eval(settings, progress=False)
+
+
+# ---------------------------------------------------------------------------- closed-book fine-tuning
+
+
+def test_closed_book_sequences_are_the_documents_then_questions_without_passages(vellmar_index):
+    settings = FinetuneConfig("lora", "unused", qa=str(QA_FILE), index=str(vellmar_index), objective="closed-book", limit=3).resolved()
+    config = Config()
+    data = load_data(settings, config)
+    model, tokenizer = load_generator(config)
+    train, val = generator_sequences(settings, config, data, model, tokenizer)
+    documents = [s for s in train if s.phase == DOCUMENTS]
+    assert len(documents) == 3 and all(s.labels == s.input_ids for s in documents)  # the text itself, all of it learnt
+    questions = [s for s in train if s.phase == QUESTIONS]
+    assert len(questions) == len(data.train) and {s.phase for s in val} == {QUESTIONS}
+    example, sequence = data.train[0], questions[0]
+    prompt = build_prompt(example.query, [], tokenizer, config.override({"retriever": CLOSED_BOOK})).input_ids
+    assert sequence.input_ids[: len(prompt)] == prompt  # the prompt rag ask --no-retrieval builds: no passages
+    target = tokenizer.decode([t for t in sequence.labels if t != -100], skip_special_tokens=True)
+    assert target.strip() == example.answers[0]  # the answer alone: nothing to cite
+    for seed in range(3):  # every epoch: all the documents, then all the questions
+        order = [s.phase for batch in phased_batches(questions + documents, 2, random.Random(seed)) for s in batch]
+        assert order == sorted(order) and len(order) == len(train)
+
+
+@pytest.fixture(scope="module")
+def closed_book_adapters(tmp_path_factory, vellmar_index) -> Path:
+    """runs/fold-{0,1}/lora-cb: LoRA trained closed book, on the documents and the other fold's questions."""
+    runs = tmp_path_factory.mktemp("runs-cb")
+    for fold in range(FOLDS):
+        finetune(FinetuneConfig("lora", str(runs / f"fold-{fold}" / "lora-cb"), qa=str(QA_FILE), index=str(vellmar_index),
+                                objective="closed-book", folds=FOLDS, fold=fold, **TINY))
+    return runs
+
+
+def test_a_closed_book_fine_tune_is_scored_closed_book_against_retrieval_with_base(closed_book_adapters, vellmar_index, tmp_path):
+    record = json.loads((closed_book_adapters / "fold-0" / "lora-cb" / "run.json").read_text())
+    assert record["hyperparameters"]["objective"] == "closed-book" and record["train_examples"] == 2 + 2  # documents + questions
+    settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), index=str(vellmar_index), retrievers=("none", "bm25"),
+                          generators=("base", "lora-cb"), folds=FOLDS, limit=6, probe="",
+                          closed_book_adapter=str(closed_book_adapters / "fold-{fold}" / "lora-cb"))
+    report = run_eval(settings, progress=False)
+    assert {s.combination for s in report.combinations} == {"none+base", "bm25+base", "none+lora-cb"}
+    pairs = {(c.factor, c.a, c.b) for c in report.verdict.comparisons}
+    assert ("rag-vs-fine-tune", "bm25+base", "none+lora-cb") in pairs  # the lab's question, as one comparison
+    assert ("fine-tuning", "none+lora-cb", "none+base") in pairs
+    assert any(line.startswith("Retrieval vs closed-book fine-tuning (") and ": of 1 comparisons" in line for line in report.verdict.summary)
+
+
+def test_closed_book_flags_refuse_an_adapter_trained_with_passages(fold_adapters, tmp_path):
+    settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), retrievers=("none",), generators=("lora-cb",), folds=FOLDS, probe="",
+                          closed_book_adapter=str(fold_adapters / "fold-{fold}" / "lora"))
+    with pytest.raises(ValueError, match="trained with --objective supervised, not for closed-book answering"):
+        run_eval(settings, progress=False)
