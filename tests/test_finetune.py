@@ -94,7 +94,7 @@ def test_metrics_match_hand_computed_values():
 
 def test_embeddings_trains_loads_and_reembeds_an_index(index_dir, tmp_path):
     out = tmp_path / "embedder"
-    record = run("embeddings", out, "--qa", str(VELLMAR_QA), "--index", str(index_dir), "--limit", "4", "--batch-size", "2", "--max-steps", "2")
+    record = run("embeddings", out, "--qa", str(VELLMAR_QA), "--index", str(index_dir), "--limit", "6", "--batch-size", "2", "--max-steps", "2")
     assert {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"} <= record["metrics"]["after"].keys()
     assert record["hyperparameters"]["lr"] == 2e-5 and record["seed"] == 0
 
