@@ -114,7 +114,9 @@ def cached_embeddings(sentences: list[str], embedder, config: Config) -> np.ndar
         path = CACHE / f"embeddings-{key}.npy"
         if not path.is_file():
             CACHE.mkdir(parents=True, exist_ok=True)
-            np.save(path, embed_texts(embedder, block, config.embed_batch_size))
+            partial = path.with_suffix(".partial.npy")  # renamed once whole: a killed run leaves no truncated block
+            np.save(partial, embed_texts(embedder, block, config.embed_batch_size))
+            partial.replace(path)
             print(f"  embedded {start + len(block)} of {len(sentences)} sentences", flush=True)
         blocks.append(np.load(path))
     return np.concatenate(blocks)  # (len(sentences), dim)

@@ -117,14 +117,12 @@ class LangChainFigures:
 
 @dataclass(frozen=True)
 class LatencyRow:
-    index: str  # "ingested" or "synthetic"
     index_type: str
     chunks: int
     method: str  # dense | bm25 | hybrid through Retriever.search, or faiss-only
     queries: int
     p50_ms: float
     p95_ms: float
-    build_s: float  # write_generation for synthetic indexes, 0 for the ingested one
 
 
 @dataclass(frozen=True)
@@ -331,7 +329,7 @@ def load_questions(path: Path, chunks: list[Chunk], count: int) -> list[str]:
     return [pool[i % len(pool)] for i in range(count)]
 
 
-def latency_rows(retriever: Retriever, questions: list[str], label: str, build_s: float) -> list[LatencyRow]:
+def latency_rows(retriever: Retriever, questions: list[str]) -> list[LatencyRow]:
     """p50/p95 of one question at a time through Retriever.search, per method, and of FAISS alone."""
     index, config = retriever.index, retriever.config
     timings = {}
@@ -341,7 +339,7 @@ def latency_rows(retriever: Retriever, questions: list[str], label: str, build_s
     vectors = embed_texts(retriever.embedder, questions, config.embed_batch_size)  # (n_questions, dim)
     timings["faiss-only"] = [timed(index.search_vectors, v[None, :], config.k, config)[1] for v in vectors]
     return [
-        LatencyRow(label, index.manifest.index_type, len(index), method, len(seconds), *percentiles_ms(seconds), build_s)
+        LatencyRow(index.manifest.index_type, len(index), method, len(seconds), *percentiles_ms(seconds))
         for method, seconds in timings.items()
     ]
 
@@ -585,7 +583,7 @@ def main() -> int:
             index = Index.open(work / "index")
             questions = load_questions(Path(args.questions), index.chunks(), args.queries)
             retriever = Retriever(index, config, embedder=embedder)
-            rows = latency_rows(retriever, questions, "ingested", 0.0)
+            rows = latency_rows(retriever, questions)
             report["retrieval"] = [with_units(row) for row in rows]
             show_table(f"retrieval latency on the ingested index, one question per call, k={config.k} (dense, hybrid: embedding included)", rows)
             memories.append(memory("retrieval"))
