@@ -89,7 +89,7 @@ def test_separate_prefill_answers_as_one_padded_batch_and_one_by_one(config, mon
     assert len({len(p) for p in prompts}) == 3  # uneven: the batch needs padding
     prefills = []
     real = Generator._prefilled_cache
-    monkeypatch.setattr(Generator, "_prefilled_cache", lambda self, rows: prefills.append(len(rows)) or real(self, rows))
+    monkeypatch.setattr(Generator, "_prefilled_cache", lambda self, rows, reused: prefills.append(len(rows)) or real(self, rows, reused))
 
     def answers(prefill: str, batch: list[list[int]]) -> list[str]:
         generator = Generator(fp32.model, fp32.tokenizer, fp32.config.override({"generation_prefill": prefill}))
