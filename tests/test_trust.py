@@ -206,6 +206,18 @@ def test_verdict_compares_one_factor_at_a_time():
     assert all(c.outcome == "clearly beats" for c in comparisons if c.factor == "fine-tuning")
 
 
+def test_sentence_contexts_are_compared_with_whole_passages_and_never_scored_closed_book():
+    sentences = GeneratorSpec("sentences", Config(context="sentences"))
+    assert not sentences.crosses(RETRIEVERS["none"]) and sentences.crosses(RETRIEVERS["bm25"])
+    assert GENERATORS["base"].crosses(RETRIEVERS["none"])
+    rows = predictions({"none+base": [0.0] * N, "bm25+base": [0.0] * N, "bm25+sentences": [1.0] * N})
+    settings = EvalConfig("qa.jsonl", "out", bootstrap_resamples=2000)
+    report = build_report(rows, settings, [RETRIEVERS["none"], RETRIEVERS["bm25"]], [GENERATORS["base"], sentences],
+                          {p.qid for p in rows}, set(), [], 1.0)
+    context = [(c.a, c.b, c.outcome) for c in report.verdict.comparisons if c.factor == "context"]
+    assert context == [("bm25+sentences", "bm25+base", "clearly beats")]
+
+
 def test_holm_keeps_a_lone_lucky_comparison_from_being_called_clear():
     # Ten one-factor comparisons (3 retrievers x 2 generators, 4 fine-tuning pairs), nothing works but one
     # small gain: 7 of 40 questions, a raw p-value of 2/128 that a single test would call clear.

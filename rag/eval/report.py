@@ -222,12 +222,15 @@ def _outcome(difference: Interval, adjusted_p_value: float) -> str:
     return "within noise of"
 
 
-def one_factor_pairs(scores: list[CombinationScore], fine_tuned: dict[str, str], closed_book: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
+def one_factor_pairs(
+    scores: list[CombinationScore], fine_tuned: dict[str, str], closed_book: frozenset[str] = frozenset(), sentences: dict[str, str] | None = None
+) -> list[tuple[str, str, str]]:
     """(factor, a, b): each retriever vs closed book per generator, then each fine-tuned generator vs base per retriever,
     then retrieval with ``base`` vs each generator trained to answer closed book (the arms of "RAG or fine-tune?").
 
     ``fine_tuned`` maps each fine-tuned generator to its baseline, the ``base`` variant of the same model;
-    ``closed_book`` names the generators trained with ``--objective closed-book``.
+    ``closed_book`` names the generators trained with ``--objective closed-book``; ``sentences`` maps each
+    sentence-context variant to its ``base``, compared within each retriever (the context factor).
     """
     names = {s.combination for s in scores if s.f1}
     retrievers = list(dict.fromkeys(s.retriever for s in scores))
@@ -250,6 +253,12 @@ def one_factor_pairs(scores: list[CombinationScore], fine_tuned: dict[str, str],
         if g in closed_book
         for r in retrievers
         if r != CLOSED_BOOK and {f"{r}+{fine_tuned[g]}", f"{CLOSED_BOOK}+{g}"} <= names
+    ]
+    pairs += [
+        ("context", f"{r}+{g}", f"{r}+{base}")
+        for g, base in (sentences or {}).items()
+        for r in retrievers
+        if {f"{r}+{g}", f"{r}+{base}"} <= names
     ]
     return pairs
 
@@ -276,11 +285,13 @@ FACTOR_LABELS = {
     "fine-tuning": "Fine-tuning vs not (each fine-tuned generator against base, within each retriever)",
     "rag-vs-fine-tune": "Retrieval vs closed-book fine-tuning (each retriever with base against each generator trained "
                         "to answer closed book, tested closed book)",
+    "context": "Sentences vs whole passages (each sentence-context variant against base, within each retriever)",
 }
 
 
 def verdict(
-    scores: list[CombinationScore], f1: PerQuestion, fine_tuned: dict[str, str], resample: dict, closed_book: frozenset[str] = frozenset()
+    scores: list[CombinationScore], f1: PerQuestion, fine_tuned: dict[str, str], resample: dict, closed_book: frozenset[str] = frozenset(),
+    sentences: dict[str, str] | None = None,
 ) -> Verdict:
     """Best by mean F1, the cheapest within noise of it, and the one-factor comparisons (see the module docstring)."""
     scored = [s for s in scores if s.f1]
@@ -290,7 +301,7 @@ def verdict(
     against_best = compare([("best", best.combination, s.combination) for s in scored if s is not best], f1, resample)
     within = [best] + [s for s, c in zip((s for s in scored if s is not best), against_best) if c.adjusted_p_value >= ALPHA]
     cheapest = min(within, key=CombinationScore.cost)
-    comparisons = compare(one_factor_pairs(scored, fine_tuned, closed_book), f1, resample)
+    comparisons = compare(one_factor_pairs(scored, fine_tuned, closed_book, sentences), f1, resample)
     summary = [
         f"Best quality: {best.combination}, F1 {best.f1.mean:.3f} (95% CI {best.f1.low:.3f}-{best.f1.high:.3f}).",
         f"Cheapest within noise of it: {cheapest.combination}, F1 {cheapest.f1.mean:.3f}, "
@@ -372,7 +383,8 @@ def build_report(
         score_probe(predictions, generators, settings),
         skipped,
         artifacts,
-        verdict(scores, f1, fine_tuned, resample, frozenset(g.name for g in generators if g.closed_book_only)),
+        verdict(scores, f1, fine_tuned, resample, frozenset(g.name for g in generators if g.closed_book_only),
+                {g.name: g.baseline for g in generators if g.needs_passages}),
         round(wall_seconds, 1),
         round(sum(p.latency_s for p in predictions if p.generator in planned_generators), 1),
         None if gold is None else {"holding_answer": gold.holding_answer, "whole_document": gold.whole_document,

@@ -351,7 +351,7 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
     for part in parts:
         retrieval: dict[str, RetrievalRun] = {}
         for spec in part.generators:
-            retrievers_of_spec = [r for r in part.retrievers if r.method == CLOSED_BOOK or not spec.closed_book_only]
+            retrievers_of_spec = [r for r in part.retrievers if spec.crosses(r)]
             pending = [(r, [q for q in part.questions if ("qa", f"{r.name}+{spec.name}", q.qid) not in log.done]) for r in retrievers_of_spec]
             if spec.fine_tuned or spec.name == spec.baseline:
                 pending_probes = [q for q in part.probes if ("probe", f"{CLOSED_BOOK}+{spec.name}", q.qid) not in log.done]

@@ -94,6 +94,16 @@ class GeneratorSpec:
         return self.artifact is not None
 
     @property
+    def needs_passages(self) -> bool:
+        """Only reshapes the retrieved passages (``context = "sentences"``): closed book it would be ``base`` again."""
+        return self.config.context == "sentences"
+
+    def crosses(self, retriever: RetrieverSpec) -> bool:
+        """Whether this variant is scored with ``retriever``: a closed-book fine-tune only closed book, a sentence one only with passages."""
+        closed = retriever.method == CLOSED_BOOK
+        return closed if self.closed_book_only else not (closed and self.needs_passages)
+
+    @property
     def baseline(self) -> str:
         """The name of the untrained, zero-shot variant of the same model: what a fine-tune is compared with."""
         return "base" + self.model
