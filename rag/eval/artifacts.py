@@ -125,11 +125,15 @@ class Artifacts:
     has_corpus: bool = False
 
     @classmethod
-    def of(cls, settings: EvalConfig, model: str | None = None) -> Artifacts:
-        """The artifacts given, with those trained from the generator ``model`` (default: the first of ``models``)."""
-        models = settings.models or (settings.rag.generator,)
+    def per_model(cls, settings: EvalConfig) -> dict[str, Artifacts]:
+        """Each generator model of ``settings`` (its ``models``, else the pipeline's) with the artifacts trained from it.
+
+        Every folder is read once, whatever the number of models.
+        """
+        models = tuple(dict.fromkeys(settings.models or (settings.rag.generator,)))
         loaded = {name: [load_artifact(artifact_flag(name), path) for path in given_folders(settings, name)] for name in ARTIFACT_FIELDS}
-        return cls.matching(loaded, model or models[0], models, has_corpus=bool(settings.corpus or settings.index or settings.corpus_from_qa))
+        has_corpus = bool(settings.corpus or settings.index or settings.corpus_from_qa)
+        return {model: cls.matching(loaded, model, models, has_corpus) for model in models}
 
     @classmethod
     def matching(cls, loaded: dict[str, list[Artifact]], model: str, models: tuple[str, ...], has_corpus: bool) -> Artifacts:

@@ -50,14 +50,14 @@ def plan(settings: EvalConfig) -> tuple[list[RetrieverSpec], list[GeneratorSpec]
     given = [flag for flag, value in (("--corpus", settings.corpus), ("--index", settings.index), ("--corpus-from-qa", settings.corpus_from_qa)) if value]
     if len(given) > 1:
         raise ValueError(f"give one of --corpus, --index and --corpus-from-qa, not {' and '.join(given)}")
-    artifacts = Artifacts.of(settings)
-    retrievers, skipped_r = _select("retriever", settings.retrievers, RETRIEVERS, lambda variant: variant(artifacts))
-    models = tuple(dict.fromkeys(settings.models or (settings.rag.generator,)))
-    several = len(models) > 1
+    per_model = Artifacts.per_model(settings)
+    first = next(iter(per_model.values()))  # the embedder (dense-ft) is the same for every model
+    retrievers, skipped_r = _select("retriever", settings.retrievers, RETRIEVERS, lambda variant: variant(first))
+    several = len(per_model) > 1
     # Each model gets the adaptations it has artifacts for: those trained from it, as their run.json says.
     generators, skipped_g = [], []
-    for model in models:
-        config, trained = settings.rag.override({"generator": model}), Artifacts.of(settings, model)
+    for model, trained in per_model.items():
+        config = settings.rag.override({"generator": model})
         specs, skipped = _select("generator", settings.generators, GENERATORS, lambda variant: variant(config, trained), strict=not several)
         if several:
             specs = [spec.labelled(model_label(model)) for spec in specs]
