@@ -20,6 +20,10 @@ from typing import Any
 
 # The retriever name for no retrieval at all: the prompt has no context section (the closed-book baseline).
 CLOSED_BOOK = "none"
+# The retriever name for the whole corpus as the context of every question, in document order, before the
+# question (cache-augmented generation, Chan et al. 2024): prompts that share it prefill its key/value
+# cache once per generator (rag/generate.py). Its budget is corpus_context_tokens, not context_tokens.
+WHOLE_CORPUS = "corpus"
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class Config:
     pdf_password: str = ""
 
     # --- retrieval
-    retriever: str = "hybrid"  # dense | bm25 | hybrid | none (CLOSED_BOOK)
+    retriever: str = "hybrid"  # dense | bm25 | hybrid | corpus (WHOLE_CORPUS) | none (CLOSED_BOOK)
     k: int = 4
     rrf_k: int = 60  # reciprocal rank fusion constant (Cormack et al., 2009)
     fusion_depth: int = 50  # candidates each retriever hands to the fusion
@@ -69,6 +73,9 @@ class Config:
     # similarity), at most sentence_context_tokens of them, each under its passage's number (rag/context.py).
     context: str = "passages"
     sentence_context_tokens: int = 256
+    # The prompt budget with retriever "corpus": as much of the corpus as the generator's window holds
+    # (SmolLM2 has 8,192 positions, less max_new_tokens; Gemma 3 270M has 32,768).
+    corpus_context_tokens: int = 7936
     preprompt: str = ""  # system preprompt; "" = the built-in one in the question's language (rag/prompt.py PROMPT_TEXTS)
 
     # --- generation
@@ -101,11 +108,16 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def prompt_budget(config: Config) -> int:
+    """The prompt's token budget: ``corpus_context_tokens`` with the whole corpus as context, else ``context_tokens``."""
+    return config.corpus_context_tokens if config.retriever == WHOLE_CORPUS else config.context_tokens
+
+
 # Smallest valid value of each numeric key (0 where 0 means "none" or "auto").
 AT_LEAST = {
     "embed_batch_size": 1, "chunk_tokens": 1, "chunk_overlap": 0, "hnsw_m": 1, "hnsw_ef_search": 1, "ivf_nlist": 0, "ivf_nprobe": 1,
     "k": 1, "rrf_k": 0, "fusion_depth": 1, "context_tokens": 1, "few_shot": 0, "max_new_tokens": 1,
-    "generation_batch_size": 1, "sentence_context_tokens": 1, "min_prefix_tokens": 0,
+    "generation_batch_size": 1, "sentence_context_tokens": 1, "min_prefix_tokens": 0, "corpus_context_tokens": 1,
 }  # fmt: skip
 
 

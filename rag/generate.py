@@ -27,7 +27,7 @@ from itertools import takewhile
 import torch
 import torch.nn.functional as F
 
-from rag.config import Config
+from rag.config import Config, prompt_budget
 from rag.models import load_generator
 
 PREFILLS = ("auto", "batched", "separate")
@@ -55,11 +55,12 @@ class Generator:
         self.model, self.tokenizer, self.config = model, tokenizer, config
         self._prefix: list[int] = []  # the token ids whose key/value cache is kept
         self._prefix_layers: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer (1, heads, len(_prefix), head_dim)
-        window = getattr(model.config, "max_position_embeddings", None)
-        if window and config.context_tokens + config.max_new_tokens > window:
+        self.window = getattr(model.config, "max_position_embeddings", None)
+        budget = prompt_budget(config)
+        if self.window and budget + config.max_new_tokens > self.window:
+            name = "corpus_context_tokens" if budget != config.context_tokens else "context_tokens"
             raise ValueError(
-                f"context_tokens ({config.context_tokens}) + max_new_tokens ({config.max_new_tokens}) exceed "
-                f"the generator's window of {window} tokens"
+                f"{name} ({budget}) + max_new_tokens ({config.max_new_tokens}) exceed the generator's window of {self.window} tokens"
             )
         if config.generation_prefill not in PREFILLS:
             raise ValueError(f"generation_prefill must be one of {', '.join(PREFILLS)}, got {config.generation_prefill!r}")
@@ -202,6 +203,12 @@ class Generator:
         at its own token limit or when its client has gone). ``max_new_tokens`` defaults to the config's.
         """
         began = time.perf_counter()
+        new_tokens = max_new_tokens or self.config.max_new_tokens
+        if self.window and max(map(len, rows)) + new_tokens > self.window:
+            raise ValueError(
+                f"a prompt of {max(map(len, rows))} tokens + {new_tokens} new ones exceed the generator's window of {self.window} "
+                "tokens: lower context_tokens (or corpus_context_tokens with the whole corpus as context)"
+            )
         padded = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt").to(self.device)
         # Without padding one forward pass is the fast path anyway; a one-token prompt has nothing to prefill.
         uneven = len({len(row) for row in rows}) > 1 and min(map(len, rows)) > 1

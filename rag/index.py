@@ -217,6 +217,10 @@ class Index:
         rows = {row[0]: Chunk(*row[1:]) for row in self.db.execute(f"SELECT {columns} FROM chunks WHERE id IN ({marks})", ids)}
         return [rows[i] for i in ids]
 
+    def chunk_ids_in_reading_order(self) -> list[int]:
+        """Every chunk id, file by file (by path), each file's chunks in the order they are read."""
+        return [row[0] for row in self.db.execute("SELECT id FROM chunks ORDER BY source, page, start, id")]
+
     def chunk_ids_of(self, source: str) -> list[int]:
         return [row[0] for row in self.db.execute("SELECT id FROM chunks WHERE source = ? ORDER BY id", (source,))]
 

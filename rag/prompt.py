@@ -9,6 +9,9 @@ were omitted or truncated, and a question that alone exceeds the budget raises.
 With ``config.retriever == CLOSED_BOOK`` the prompt has no context section at
 all (the closed-book baseline), which differs from a retrieval that found nothing.
 
+With ``config.retriever == WHOLE_CORPUS`` the passages are the whole corpus in document order, packed
+under ``config.corpus_context_tokens``: the same for every question, so a generator prefills them once.
+
 With ``config.context == "sentences"`` each passage shows only its sentences closest to the
 question (rag/context.py), under ``config.sentence_context_tokens``, keeping its number.
 
@@ -35,7 +38,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.config import CLOSED_BOOK, Config
+from rag.config import CLOSED_BOOK, Config, prompt_budget
 from rag.context import CONTEXTS, closest_sentences
 from rag.jsonl import read_jsonl
 from rag.language import DEFAULT_LANGUAGE, resolve_language
@@ -281,7 +284,7 @@ def build_prompt(
     language_code = prompt_language(question, config)
     texts = prompt_text(language_code)
     examples = load_few_shot(config, language_code) if examples is None else examples
-    budget = config.context_tokens
+    budget = prompt_budget(config)
     if config.retriever == CLOSED_BOOK:
         if passages:
             raise ValueError(f"retriever {CLOSED_BOOK!r} (closed book) takes no passages, got {len(passages)}")

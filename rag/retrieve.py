@@ -4,6 +4,8 @@ Each method is a small function ``(retriever, questions, depth) -> rankings``
 picked by name; a ranking is a list of ``(chunk_id, score)``, best first.
 Hybrid fuses the dense and BM25 rankings with reciprocal rank fusion
 (Cormack, Clarke and Buettcher, SIGIR 2009): score = sum of 1 / (rrf_k + rank).
+``corpus`` is not a search: every chunk in reading order, the same for each question,
+whatever ``k``; the prompt keeps what ``corpus_context_tokens`` holds (rag/config.py WHOLE_CORPUS).
 
     >>> retriever = Retriever(Index.open("/tmp/i"))          # doctest: +SKIP
     >>> hits = retriever.search(["Who founded it?"], "hybrid", k=4)[0]  # doctest: +SKIP
@@ -17,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag.config import Config
+from rag.config import WHOLE_CORPUS, Config
 from rag.embed import embed_texts, for_index, load_embedder
 from rag.index import Index
 from rag.language import resolve_language
@@ -65,7 +67,7 @@ class Retriever:
         return self._embedder
 
     def search(self, questions: list[str], method: str | None = None, k: int | None = None) -> list[list[Retrieved]]:
-        """Top-``k`` chunks for each question with the named method (default: config.retriever)."""
+        """Top-``k`` chunks for each question with the named method (default: config.retriever); every chunk with ``corpus``."""
         method = method or self.config.retriever
         k = self.config.k if k is None else k
         if k < 1:
@@ -74,6 +76,7 @@ class Retriever:
             raise ValueError("a question is blank: ask something (an empty query would rank every chunk alike)")
         if method not in RETRIEVAL_METHODS:
             raise ValueError(f"unknown retriever {method!r}; choose one of {', '.join(RETRIEVAL_METHODS)}")
+        k = len(self.index) if method == WHOLE_CORPUS else k
         rankings = [ranking[:k] for ranking in RETRIEVAL_METHODS[method](self, questions, k)]
         wanted = sorted({cid for ranking in rankings for cid, _ in ranking})
         by_id = dict(zip(wanted, self.index.chunks(wanted)))
@@ -113,8 +116,14 @@ def hybrid(retriever: Retriever, questions: list[str], depth: int) -> list[Ranki
     ]
 
 
+def whole_corpus(retriever: Retriever, questions: list[str], depth: int) -> list[Ranking]:
+    ranking = [(chunk_id, 0.0) for chunk_id in retriever.index.chunk_ids_in_reading_order()[:depth]]
+    return [ranking for _ in questions]
+
+
 RETRIEVAL_METHODS: dict[str, Callable[[Retriever, list[str], int], list[Ranking]]] = {
     "dense": dense,
     "bm25": bm25,
     "hybrid": hybrid,
+    WHOLE_CORPUS: whole_corpus,
 }

@@ -125,7 +125,7 @@ def test_corpus_from_qa_writes_one_file_per_paragraph(tmp_path):
 
 def test_default_plan_skips_what_has_no_artifact(tmp_path):
     retrievers, generators, skipped = plan(EvalConfig(str(QA_FILE), str(tmp_path), corpus=(str(CORPUS),)))
-    assert [r.name for r in retrievers] == ["none", "bm25", "dense", "hybrid"]
+    assert [r.name for r in retrievers] == ["none", "bm25", "dense", "hybrid", "corpus"]
     assert [g.name for g in generators] == ["base", "fewshot", "sentences"]
     reasons = " ".join(s.reason for s in skipped)
     assert {s.variant for s in skipped} == {
@@ -231,7 +231,7 @@ def test_every_number_in_report_json_is_recomputed_from_predictions(small_run):
         assert combo["exact_match"]["mean"] == pytest.approx(mean([r["exact_match"] for r in answerable]))
         assert combo["f1"]["low"] <= combo["f1"]["mean"] <= combo["f1"]["high"]
         if combo["retriever"] == "none":
-            assert combo["recall"] is None and combo["mrr"] is None
+            assert combo["recall"] is None and combo["mrr"] is None and combo["gold_in_prompt"] is None
         else:
             for cutoff in range(1, k + 1):
                 by_hand = mean([len(set(r["retrieved"][:cutoff]) & set(r["relevant"])) / len(set(r["relevant"])) for r in gold])
@@ -239,6 +239,9 @@ def test_every_number_in_report_json_is_recomputed_from_predictions(small_run):
             assert combo["mrr"] == pytest.approx(mean([1 / rank if (rank := first_relevant_rank(r, k)) else 0.0 for r in gold]))
             ideal = [sum(1 / math.log2(rank + 1) for rank in range(1, min(k, len(r["relevant"])) + 1)) for r in gold]
             assert combo["ndcg"] == pytest.approx(mean([dcg(r, k) / best for r, best in zip(gold, ideal)]))
+            # The prompt holds the first prompt_passages of the ranking: at most the rag k, and fewer when the budget cuts.
+            assert all(r["prompt_passages"] <= min(config.rag.k, len(r["retrieved"])) for r in mine) and any(r["prompt_passages"] for r in mine)
+            assert combo["gold_in_prompt"] == pytest.approx(mean([float(bool(set(r["retrieved"][: r["prompt_passages"]]) & set(r["relevant"]))) for r in gold]))
         assert combo["groundedness"] == pytest.approx(mean([r["groundedness"] for r in mine if r["groundedness"] is not None]))
         assert combo["abstention"] == pytest.approx(mean([float(r["abstained"]) for r in mine if not r["answers"]]))
         assert combo["false_abstention"] == pytest.approx(mean([float(r["abstained"]) for r in answerable]))

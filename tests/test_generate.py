@@ -47,3 +47,11 @@ def test_prompts_of_equal_length_share_the_prefix_in_one_batch(fp32_rag_prompts)
     alone = answers(Generator(loaded.model, loaded.tokenizer, loaded.config.override({"min_prefix_tokens": 0})).generate(prompts[:1]))
     assert answers(reusing.generate([prompts[0], prompts[0]])) == alone * 2
     assert reusing.kept_prefix_tokens == len(prompts[0]) - 1
+
+
+def test_a_prompt_over_the_window_is_refused_before_generating(generator):
+    window = generator.model.config.max_position_embeddings
+    with pytest.raises(ValueError, match=f"exceed the generator's window of {window} tokens: lower context_tokens"):
+        generator.generate([[1] * (window - generator.config.max_new_tokens + 1)])
+    with pytest.raises(ValueError, match=r"corpus_context_tokens \(9000\) \+ max_new_tokens"):
+        Generator(generator.model, generator.tokenizer, generator.config.override({"retriever": "corpus", "corpus_context_tokens": 9000}))

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import QA_FILE
 
-from rag import Config
-from rag.config import CLOSED_BOOK
+from rag import Config, Index, Pipeline, Retriever
+from rag.config import CLOSED_BOOK, WHOLE_CORPUS
 from rag.eval import EvalConfig, run_eval
 from rag.eval.dataset import select
 from rag.eval.predictions import PredictionLog
@@ -173,3 +173,48 @@ def test_closed_book_flags_refuse_an_adapter_trained_with_passages(fold_adapters
                           closed_book_adapter=str(fold_adapters / "fold-{fold}" / "lora"))
     with pytest.raises(ValueError, match="trained with --objective supervised, not for closed-book answering"):
         run_eval(settings, progress=False)
+
+
+# ---------------------------------------------------------------------------- the preprompt arm (whole corpus, cache-augmented)
+
+CORPUS_BUDGET = {"corpus_context_tokens": 1500, "context_tokens": 512, "max_new_tokens": 4, "k": 2}
+
+
+def test_the_corpus_retriever_gives_every_chunk_in_reading_order(vellmar_index):
+    index = Index.open(vellmar_index)
+    both = Retriever(index, Config()).search(["Who founded the seed library?", "When does the ferry leave?"], WHOLE_CORPUS, k=1)
+    assert both[0] == both[1] and len(both[0]) == len(index)  # whatever k, and whatever the question
+    chunks = [hit.chunk for hit in both[0]]
+    assert [(c.source, c.page or 0, c.start) for c in chunks] == sorted((c.source, c.page or 0, c.start) for c in chunks)
+    assert len({c.source for c in chunks}) == len(index.files())
+
+
+def test_the_corpus_arm_prefills_the_corpus_once_for_every_question(vellmar_index):
+    pipeline = Pipeline(vellmar_index, Config(retriever=WHOLE_CORPUS).override(CORPUS_BUDGET))
+    questions = [item.question for item in load_qa(QA_FILE)[:3]]
+    prompts = pipeline.prompts(questions, pipeline.retrieve(questions))
+    longest = max(len(p.input_ids) for p in prompts)
+    assert pipeline.config.context_tokens < longest <= CORPUS_BUDGET["corpus_context_tokens"]  # its own budget, not context_tokens'
+    assert all(p.omitted > 0 and len(p.passages) > CORPUS_BUDGET["k"] for p in prompts)  # cut by the budget, not by k
+    pipeline.ask_batch(questions)
+    # Everything before the question is shared: its key/value cache was computed once and kept.
+    assert pipeline.generator.kept_prefix_tokens > 0.95 * min(len(p.input_ids) for p in prompts)
+
+
+def test_the_corpus_arm_is_scored_against_each_retriever_with_what_its_prompt_holds(vellmar_index, tmp_path):
+    settings = EvalConfig(str(QA_FILE), str(tmp_path / "corpus"), index=str(vellmar_index), retrievers=(WHOLE_CORPUS, "bm25"),
+                          generators=("base", "sentences"), limit=4, probe="", rag=Config().override(CORPUS_BUDGET))
+    report = run_eval(settings, progress=False)
+    assert {s.combination for s in report.combinations} == {"corpus+base", "bm25+base", "bm25+sentences"}  # no sentence search of the corpus
+    reading_order = Index.open(vellmar_index).chunk_ids_in_reading_order()
+    rows = [p for p in PredictionLog(tmp_path / "corpus" / "predictions.jsonl").predictions if p.retriever == WHOLE_CORPUS]
+    packed = rows[0].prompt_passages
+    assert packed > CORPUS_BUDGET["k"] and all(p.retrieved == reading_order[:packed] and p.prompt_passages == packed for p in rows)
+    corpus = next(s for s in report.combinations if s.retriever == WHOLE_CORPUS)
+    bm25 = next(s for s in report.combinations if s.combination == "bm25+base")
+    assert corpus.recall is None and corpus.mrr is None and bm25.recall is not None  # a ranking's metrics, for rankings only
+    with_gold = [p for p in rows if p.relevant]
+    assert with_gold and corpus.gold_in_prompt == pytest.approx(
+        sum(bool(set(p.relevant) & set(reading_order[:packed])) for p in with_gold) / len(with_gold))
+    assert ("corpus", "corpus+base", "bm25+base") in {(c.factor, c.a, c.b) for c in report.verdict.comparisons}
+    assert "Gold in prompt" in (tmp_path / "corpus" / "report.md").read_text()

@@ -27,7 +27,7 @@ class Prediction:
     answers: list[str]  # gold answers; empty: the corpus does not hold the answer
     generated: str  # the model's raw output
     answer: str  # what is scored (rag.eval.metrics.answer_text)
-    retrieved: list[int]  # chunk ids, best first, up to the eval k (empty for closed book)
+    retrieved: list[int]  # chunk ids, best first, up to the eval k (empty closed book; with the whole corpus, those in the prompt)
     relevant: list[int]  # gold chunk ids in the same index (empty: no gold source)
     prompt_tokens: int
     latency_s: float  # retrieval + prompt + this question's share of its generation batch
@@ -37,6 +37,7 @@ class Prediction:
     groundedness: float | None  # None closed book, or for an answer without content words
     abstained: bool
     kind: str | None = None  # the question's kind in the QA set (name, number, date, yesno...)
+    prompt_passages: int = 0  # how many of the retrieved chunks the prompt holds (the first ones)
     fold: int | None = None  # --folds: the fold whose artifacts answered (rag.qa.fold_of of the question)
 
     @property

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.config import CLOSED_BOOK
+from rag.config import CLOSED_BOOK, WHOLE_CORPUS
 from rag.eval.artifacts import Artifact
 from rag.eval.config import EvalConfig
 from rag.eval.plan import Skipped
@@ -69,6 +69,7 @@ class CombinationScore:
     mrr: float | None  # MRR@k
     ndcg: float | None  # nDCG@k
     retrieval_questions: int  # questions with gold chunks in the index
+    gold_in_prompt: float | None  # share of them whose prompt holds a gold chunk (after packing); None closed book
     groundedness: float | None
     abstention: float | None  # share of unanswerable questions answered "I don't know"
     false_abstention: float | None  # share of answerable questions answered "I don't know"
@@ -167,7 +168,7 @@ def score_combination(
     answerable = [p for p in predictions if p.answers]
     with_gold = [p for p in predictions if p.relevant]
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
-    ranked = retriever.method != CLOSED_BOOK and with_gold
+    ranked = retriever.ranked and with_gold
     latencies = [p.latency_s for p in predictions]
     train_seconds, trainable, size = _training_cost([a for a in (retriever.artifact, generator.artifact) if a])
     return CombinationScore(
@@ -182,6 +183,7 @@ def score_combination(
         mrr=_mean([mrr_at_k(p.retrieved, p.relevant, settings.k) for p in with_gold]) if ranked else None,
         ndcg=_mean([ndcg_at_k(p.retrieved, p.relevant, settings.k) for p in with_gold]) if ranked else None,
         retrieval_questions=len(with_gold),
+        gold_in_prompt=_mean([float(bool(set(p.retrieved[: p.prompt_passages]) & set(p.relevant))) for p in with_gold]),
         groundedness=_mean([p.groundedness for p in predictions if p.groundedness is not None]),
         abstention=_mean([float(p.abstained) for p in predictions if not p.answers]),
         false_abstention=_mean([float(p.abstained) for p in answerable]),
@@ -226,7 +228,8 @@ def one_factor_pairs(
     scores: list[CombinationScore], fine_tuned: dict[str, str], closed_book: frozenset[str] = frozenset(), sentences: dict[str, str] | None = None
 ) -> list[tuple[str, str, str]]:
     """(factor, a, b): each retriever vs closed book per generator, then each fine-tuned generator vs base per retriever,
-    then retrieval with ``base`` vs each generator trained to answer closed book (the arms of "RAG or fine-tune?").
+    then retrieval with ``base`` vs each generator trained to answer closed book (the arms of "RAG or fine-tune?"),
+    then the whole corpus in the prompt vs each ranking retriever per generator (the preprompt arm).
 
     ``fine_tuned`` maps each fine-tuned generator to its baseline, the ``base`` variant of the same model;
     ``closed_book`` names the generators trained with ``--objective closed-book``; ``sentences`` maps each
@@ -253,6 +256,12 @@ def one_factor_pairs(
         if g in closed_book
         for r in retrievers
         if r != CLOSED_BOOK and {f"{r}+{fine_tuned[g]}", f"{CLOSED_BOOK}+{g}"} <= names
+    ]
+    pairs += [
+        ("corpus", f"{WHOLE_CORPUS}+{g}", f"{r}+{g}")
+        for g in generators
+        for r in retrievers
+        if r not in (CLOSED_BOOK, WHOLE_CORPUS) and {f"{WHOLE_CORPUS}+{g}", f"{r}+{g}"} <= names
     ]
     pairs += [
         ("context", f"{r}+{g}", f"{r}+{base}")
@@ -285,6 +294,7 @@ FACTOR_LABELS = {
     "fine-tuning": "Fine-tuning vs not (each fine-tuned generator against base, within each retriever)",
     "rag-vs-fine-tune": "Retrieval vs closed-book fine-tuning (each retriever with base against each generator trained "
                         "to answer closed book, tested closed book)",
+    "corpus": "Whole corpus in the prompt vs retrieval (the corpus arm against each retriever, within each generator)",
     "context": "Sentences vs whole passages (each sentence-context variant against base, within each retriever)",
 }
 
@@ -426,6 +436,7 @@ def _columns(k: int) -> list[Column]:
         *recall,
         _numeric(f"MRR@{k}", lambda s: s.mrr, "max", 3),
         _numeric(f"nDCG@{k}", lambda s: s.ndcg, "max", 3),
+        _numeric("Gold in prompt", lambda s: s.gold_in_prompt, "max", 3),
         _numeric("Grounded", lambda s: s.groundedness, "max", 2),
         _numeric("Abstain (unans.)", lambda s: s.abstention, "max", 2),
         _numeric("Abstain (ans.)", lambda s: s.false_abstention, "min", 2),
@@ -484,6 +495,9 @@ def render_markdown(report: Report) -> str:
         "",
         f"Best figure per column in bold. EM and F1 (SQuAD normalization) over the questions with a gold answer, "
         f"with {settings.bootstrap_resamples}-resample 95% bootstrap intervals; retrieval metrics against the gold chunks; "
+        "\"Gold in prompt\" is the share of questions with gold chunks whose prompt holds one after packing under the "
+        f"budget (the `{WHOLE_CORPUS}` retriever ranks nothing: its prompt is the corpus in reading order, as much as "
+        f"{settings.rag.corpus_context_tokens} tokens hold); "
         "groundedness is the share of the answer's content words found in the prompt's passages; \"Abstain (unans.)\" is "
         "the share of unanswerable questions answered \"I don't know\" (higher is better), \"Abstain (ans.)\" the share "
         "of answerable ones wrongly declined (lower is better); latency is per question (batched generation time shared "

@@ -184,7 +184,7 @@ def retrieve_all(spec: RetrieverSpec, indexes: dict[bool, Index], questions: lis
         return RetrievalRun({q.qid: [] for q in questions}, {}, 0.0)
     index = indexes[spec.fine_tuned_index]
     # Loaded before the clock starts, so that its load time does not count as query latency.
-    embedder = None if spec.method == "bm25" else load_embedder(for_index(index.manifest, settings.rag))
+    embedder = load_embedder(for_index(index.manifest, settings.rag)) if spec.method in ("dense", "hybrid") else None
     retriever = Retriever(index, settings.rag, embedder=embedder)
     began = time.perf_counter()
     # Deep enough for the retrieval metrics (eval k) and for the prompt (rag config k).
@@ -220,7 +220,9 @@ def score(
         answers=golds,
         generated=generation.text,
         answer=answer,
-        retrieved=[hit.chunk_id for hit in hits],
+        # The ranking up to the eval k; the whole corpus ranks nothing: what its prompt holds.
+        retrieved=[hit.chunk_id for hit in (hits if retriever.ranked else hits[: len(prompt.passages)])],
+        prompt_passages=len(prompt.passages),
         relevant=run.relevant.get(question.qid, []),
         prompt_tokens=len(prompt.input_ids) + virtual_tokens,
         latency_s=round(overhead_s + generation.seconds, 4),
@@ -256,7 +258,8 @@ def answer_questions(
     config = spec.config.override({"retriever": retriever.method})
     examples = load_few_shot(config) if config.few_shot_file else None  # None: built-in ones in each question's language
     prompts = [
-        build_prompt(q.item.question, [hit.chunk for hit in run.hits[q.qid][: config.k]], generator.tokenizer, config, examples, embedder=embedder)
+        build_prompt(q.item.question, [hit.chunk for hit in run.hits[q.qid][: config.k if retriever.ranked else None]],
+                     generator.tokenizer, config, examples, embedder=embedder)
         for q in questions
     ]
     overhead = run.seconds_per_question + (time.perf_counter() - began) / len(questions)

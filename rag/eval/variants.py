@@ -1,7 +1,9 @@
 """The variants an eval run crosses: retrievers and generators, each a small function picked by name.
 
 Retrievers: ``none`` (closed book), ``bm25``, ``dense``, ``dense-ft`` (dense
-search of a second index embedded with the fine-tuned embedder) and ``hybrid``.
+search of a second index embedded with the fine-tuned embedder), ``hybrid`` and ``corpus`` (no search:
+the whole corpus, as much as ``corpus_context_tokens`` holds, is every question's context, prefilled
+once per generator: the "preprompt" arm, cache-augmented generation).
 Generators: ``base`` (zero-shot), ``fewshot`` (preprompt and
 :data:`FEW_SHOT_EXAMPLES` examples), ``sentences`` (zero-shot, only the passage sentences
 closest to the question: rag/context.py), ``lora``, ``soft-prompt`` and ``full``
@@ -13,7 +15,7 @@ Ovadia et al. (2024, "Fine-tuning or retrieval? Comparing knowledge injection
 in LLMs") and RAFT (Zhang et al., 2024): retrieval x adaptation.
 
     >>> [name for name in RETRIEVERS]
-    ['none', 'bm25', 'dense', 'dense-ft', 'hybrid']
+    ['none', 'bm25', 'dense', 'dense-ft', 'hybrid', 'corpus']
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag.config import CLOSED_BOOK, Config
+from rag.config import CLOSED_BOOK, WHOLE_CORPUS, Config
 from rag.eval.artifacts import Artifact, Artifacts, Unavailable
 
 FEW_SHOT_EXAMPLES = 4
@@ -34,6 +36,11 @@ class RetrieverSpec:
     method: str  # a rag.retrieve method, or CLOSED_BOOK
     fine_tuned_index: bool = False  # search OUT/index-ft, embedded with the fine-tuned embedder
     artifact: Artifact | None = None
+
+    @property
+    def ranked(self) -> bool:
+        """Whether it ranks chunks per question (closed book has none; the whole corpus is every question's context)."""
+        return self.method not in (CLOSED_BOOK, WHOLE_CORPUS)
 
 
 def _needs_corpus(artifacts: Artifacts, name: str) -> None:
@@ -68,12 +75,18 @@ def hybrid(artifacts: Artifacts) -> RetrieverSpec:
     return RetrieverSpec("hybrid", "hybrid")
 
 
+def whole_corpus(artifacts: Artifacts) -> RetrieverSpec:
+    _needs_corpus(artifacts, WHOLE_CORPUS)
+    return RetrieverSpec(WHOLE_CORPUS, WHOLE_CORPUS)
+
+
 RETRIEVERS: dict[str, Callable[[Artifacts], RetrieverSpec]] = {
     CLOSED_BOOK: closed_book,
     "bm25": bm25,
     "dense": dense,
     "dense-ft": dense_fine_tuned,
     "hybrid": hybrid,
+    WHOLE_CORPUS: whole_corpus,
 }
 
 
@@ -99,9 +112,11 @@ class GeneratorSpec:
         return self.config.context == "sentences"
 
     def crosses(self, retriever: RetrieverSpec) -> bool:
-        """Whether this variant is scored with ``retriever``: a closed-book fine-tune only closed book, a sentence one only with passages."""
-        closed = retriever.method == CLOSED_BOOK
-        return closed if self.closed_book_only else not (closed and self.needs_passages)
+        """Whether this variant is scored with ``retriever``: a closed-book fine-tune only closed book, a sentence one
+        only with a ranking retriever (the sentences closest to the question among the whole corpus would be a search)."""
+        if self.closed_book_only:
+            return retriever.method == CLOSED_BOOK
+        return retriever.ranked or not self.needs_passages
 
     @property
     def baseline(self) -> str:
