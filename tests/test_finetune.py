@@ -228,3 +228,29 @@ def test_cli_reports_errors_in_one_line(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: unknown mode 'nonsense'; choose one of {', '.join(MODES)}"
+
+
+class Scalar(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+
+def test_the_run_keeps_the_weights_of_its_best_validation_not_its_last_step(tmp_path):
+    from rag.finetune.trainer import Task, train
+
+    # Training pulls w towards 10, validation wants it at 1: the clipped gradient moves w by about lr each
+    # step (0.6, 1.2, 1.6, 1.8 under the warm-up and linear decay), so validation is best after step 2.
+    model = Scalar()
+
+    def loss(batch):
+        return torch.stack([(model.w - target) ** 2 for target in batch]).mean(), len(batch)
+
+    task = Task(model, train=[10.0] * 4, val=[1.0], loss=loss, save=lambda folder: None)
+    settings = FinetuneConfig("lora", str(tmp_path), lr=0.6, epochs=1, batch_size=1, validate_every=1, weight_decay=0.0).resolved()
+    state = train(task, settings, tmp_path / "checkpoints", "data")
+    steps, losses = zip(*state.val_losses)
+    assert steps == (0, 1, 2, 3, 4) and min(losses[1:]) == losses[2] < losses[4]
+    assert state.step == 4 and state.best_step == 2 and state.best_val_loss == losses[2]
+    assert model.w.item() == pytest.approx(1 + math.sqrt(losses[2]))  # the step-2 weights are back, not step 4's (~1.8)
+    assert (tmp_path / "checkpoints" / "best" / "trainable.pt").is_file()

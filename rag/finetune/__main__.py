@@ -51,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(training, "--batch-size", type=int)
     option(training, "--max-steps", "stop after N optimizer steps in total", type=int)
     option(training, "--checkpoint-every", "steps between checkpoints", type=int)
+    option(training, "--validate-every", "steps between validations besides each epoch end; the lowest validation loss is kept", type=int)
     option(training, "--resume", "continue from the last checkpoint in DIR/checkpoints", action="store_true")
     modes = parser.add_argument_group("mode options")
     option(modes, "--hard-negatives", "embeddings: mine one hard negative per pair", action="store_true")

@@ -63,7 +63,11 @@ class FinetuneConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
-    checkpoint_every: int = 50  # steps; a checkpoint is also written at each epoch end and at the end
+    checkpoint_every: int = 50  # steps; a checkpoint is also written at each validation and at the end
+    # Steps between validations besides each epoch end (None: epoch ends only). The run keeps the weights
+    # of the validation with the lowest loss (rag.finetune.trainer), so validating within an epoch lets it
+    # stop where the loss turned, whatever the epoch budget.
+    validate_every: int | None = None
     resume: bool = False
 
     # --- embeddings
@@ -93,7 +97,7 @@ class FinetuneConfig:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if not 0 <= self.distractors <= 1:
             raise ValueError(f"--distractors is a fraction between 0 and 1, got {self.distractors}")
-        names = ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every")
+        names = ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every", "validate_every")
         check_minimums(self, dict.fromkeys(names, 1))
         if self.mode == "embeddings" and self.batch_size == 1:
             raise ValueError(

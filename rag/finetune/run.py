@@ -55,6 +55,7 @@ class RunRecord:
     seed: int
     device: str
     steps: int
+    kept_step: int  # the step whose weights were saved: the one with the lowest validation loss (rag.finetune.trainer)
     resumed_from_step: int
     wall_seconds: float  # this invocation, loading and evaluation included
     trainable_params: int
@@ -87,7 +88,7 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
     task = MODES[settings.mode](settings, config, data)
     logger.info("%s: %d training and %d validation examples from %s", settings.mode, len(task.train), len(task.val), data.origin)
     state = train(task, settings, out / "checkpoints", data.fingerprint)
-    after = {"val_loss": round(state.val_losses[-1][1], 4), **(task.evaluate() if task.evaluate else {})}
+    after = {"val_loss": round(state.best_val_loss, 4), **(task.evaluate() if task.evaluate else {})}  # the kept weights
     logger.info("after training: %s", ", ".join(f"{k} {v:.4f}" for k, v in after.items()))
     throughput = state.throughput()
     logger.info("throughput: %s examples/s, %s tokens/s", throughput["examples_per_s"], throughput["tokens_per_s"])
@@ -116,6 +117,7 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
             seed=settings.seed,
             device=resolve_device(config.device),
             steps=state.step,
+            kept_step=state.best_step,
             resumed_from_step=state.resumed_from,
             wall_seconds=round(time.perf_counter() - started, 2),
             trainable_params=trainable,

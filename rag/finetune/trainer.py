@@ -2,9 +2,15 @@
 
 A mode hands over a :class:`Task` (the model, examples, a loss and a way to
 save the artifact); the loop owns everything else: a progress bar with the
-loss, the validation loss before training and at the end of each epoch,
-training throughput, and a checkpoint in ``checkpoints/step-NNNNNN`` every
-``checkpoint_every`` steps, at each epoch end, at the end and on Ctrl-C.
+loss, the validation loss before training, at the end of each epoch and every
+``validate_every`` steps, training throughput, and a checkpoint in
+``checkpoints/step-NNNNNN`` every ``checkpoint_every`` steps, at each validation,
+at the end and on Ctrl-C.
+
+The weights with the best validation loss after training started are kept in
+``checkpoints/best`` and are what the run returns, not those of the last step:
+every arm trained for a common maximum of epochs keeps the point where it did best
+on data it does not train on (its validation slice, never the scored questions).
 
 A checkpoint holds only the trainable parameters, the optimizer state and a
 :class:`TrainState`. The batch order is a pure function of (seed, epoch) and the
@@ -77,7 +83,9 @@ class TrainState:
     fingerprint: str  # of the data; a checkpoint only resumes on the same data
     step: int = 0
     train_losses: list[float] = field(default_factory=list)  # one per step
-    val_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss): before training, each epoch end
+    val_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss): before training, then each validation
+    best_step: int = 0  # the trained step with the lowest validation loss: its weights are in checkpoints/best
+    best_val_loss: float | None = None
     before: dict[str, float] = field(default_factory=dict)  # metrics of the untrained model
     train_seconds: float = 0.0  # optimizer steps only, summed over resumed runs
     examples_seen: int = 0
@@ -167,10 +175,15 @@ def train(task: Task, settings: FinetuneConfig, checkpoints: Path, fingerprint: 
 
             last = state.step == len(plan)
             epoch_end = last or plan[state.step][0] != epoch
-            if epoch_end:
-                state.val_losses.append((state.step, validation_loss(task, settings.batch_size)))
-                logger.info("epoch %d: step %d, validation loss %.4f", epoch + 1, state.step, state.val_losses[-1][1])
-            if epoch_end or state.step % settings.checkpoint_every == 0:
+            validating = epoch_end or (settings.validate_every and state.step % settings.validate_every == 0)
+            if validating:
+                loss = validation_loss(task, settings.batch_size)
+                state.val_losses.append((state.step, loss))
+                logger.info("epoch %d: step %d, validation loss %.4f", epoch + 1, state.step, loss)
+                if state.best_val_loss is None or loss < state.best_val_loss:
+                    state.best_step, state.best_val_loss = state.step, loss
+                    save_trainable(checkpoints / "best", trainable)
+            if validating or state.step % settings.checkpoint_every == 0:
                 save_checkpoint(checkpoints, trainable, optimizer, state)
     except KeyboardInterrupt:
         save_checkpoint(checkpoints, trainable, optimizer, state)
@@ -178,6 +191,12 @@ def train(task: Task, settings: FinetuneConfig, checkpoints: Path, fingerprint: 
         raise
     finally:
         bar.close()
+    if state.best_val_loss is None:  # resumed from a checkpoint written before runs kept their best: its last
+        state.best_step, state.best_val_loss = state.step, state.val_losses[-1][1]
+    elif state.best_step != state.step:
+        logger.info("keeping step %d (validation loss %.4f), not the last step %d (%.4f)",
+                    state.best_step, state.best_val_loss, state.step, state.val_losses[-1][1])
+        load_trainable(checkpoints / "best", trainable)
     return state
 
 
@@ -193,12 +212,31 @@ def latest_checkpoint(checkpoints: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def write_trainable(folder: Path, trainable: dict[str, torch.nn.Parameter]) -> None:
+    # .pt, not .safetensors: rag.models fingerprints an embedder folder by its weight files
+    torch.save({name: p.detach().cpu() for name, p in trainable.items()}, folder / "trainable.pt")
+
+
+def save_trainable(folder: Path, trainable: dict[str, torch.nn.Parameter]) -> None:
+    """The trainable parameters alone, in ``folder`` replaced atomically (the best checkpoint so far)."""
+    with atomic_folder(folder) as staging:
+        write_trainable(staging, trainable)
+
+
+def load_trainable(folder: Path, trainable: dict[str, torch.nn.Parameter]) -> None:
+    saved = torch.load(folder / "trainable.pt", map_location="cpu")
+    if saved.keys() != trainable.keys():
+        raise ValueError(f"checkpoint {folder} holds other parameters than this model trains; was it another mode?")
+    with torch.no_grad():
+        for name, tensor in saved.items():
+            trainable[name].copy_(tensor)
+
+
 def save_checkpoint(checkpoints: Path, trainable: dict[str, torch.nn.Parameter], optimizer, state: TrainState) -> None:
     """Write ``step-NNNNNN`` beside the previous one, then delete the previous: a kill never leaves none."""
     folder = checkpoints / f"step-{state.step:06d}"
     with atomic_folder(folder) as staging:
-        # .pt, not .safetensors: rag.models fingerprints an embedder folder by its weight files
-        torch.save({name: p.detach().cpu() for name, p in trainable.items()}, staging / "trainable.pt")
+        write_trainable(staging, trainable)
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
         (staging / "state.json").write_text(json.dumps(asdict(state)), encoding="utf-8")
     for old in checkpoints.glob("step-*"):
@@ -217,12 +255,7 @@ def load_checkpoint(checkpoints: Path, trainable: dict[str, torch.nn.Parameter],
             f"checkpoint {folder} was trained on other data (fingerprint {state.fingerprint}, now {fingerprint}); "
             "resume with the same data flags and --limit, or choose another --out"
         )
-    saved = torch.load(folder / "trainable.pt", map_location="cpu")
-    if saved.keys() != trainable.keys():
-        raise ValueError(f"checkpoint {folder} holds other parameters than this model trains; was it another mode?")
-    with torch.no_grad():
-        for name, tensor in saved.items():
-            trainable[name].copy_(tensor)
+    load_trainable(folder, trainable)
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu"))
     state.val_losses = [tuple(pair) for pair in state.val_losses]
     state.resumed_from = state.step
