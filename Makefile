@@ -61,12 +61,14 @@ MODE_soft-prompt := prompt-tuning
 MODE_full := full
 MODE_lora-cb := lora --objective closed-book
 MODE_full-cb := full --objective closed-book
+MODE_scratch := scratch
 EVAL_FLAG_embedder := --embedder
 EVAL_FLAG_lora := --adapter
 EVAL_FLAG_soft-prompt := --soft-prompt
 EVAL_FLAG_full := --generator
 EVAL_FLAG_lora-cb := --closed-book-adapter
 EVAL_FLAG_full-cb := --closed-book-generator
+EVAL_FLAG_scratch := --scratch-generator
 FOLD_NUMBERS = $(shell seq 0 $$(($(FOLDS) - 1)))
 LAB_TARGETS = $(foreach fold,$(FOLD_NUMBERS),$(foreach arm,$(LAB_ARMS),$(LAB_RUNS_DIR)/fold-$(fold)/$(arm)/run.json))
 # Run a step, then print how long it took.

@@ -218,3 +218,25 @@ def test_the_corpus_arm_is_scored_against_each_retriever_with_what_its_prompt_ho
         sum(bool(set(p.relevant) & set(reading_order[:packed])) for p in with_gold) / len(with_gold))
     assert ("corpus", "corpus+base", "bm25+base") in {(c.factor, c.a, c.b) for c in report.verdict.comparisons}
     assert "Gold in prompt" in (tmp_path / "corpus" / "report.md").read_text()
+
+
+# ---------------------------------------------------------------------------- trained from scratch
+
+
+def test_a_model_trained_from_scratch_is_small_random_and_scored_closed_book(vellmar_index, tmp_path):
+    out = tmp_path / "scratch"
+    record = finetune(FinetuneConfig("scratch", str(out), qa=str(QA_FILE), index=str(vellmar_index), **TINY))
+    assert record.hyperparameters["objective"] == "closed-book"  # the mode's default: documents, then questions
+    assert record.trainable_params == record.total_params < 30e6  # every weight trained, nanoGPT-sized
+    model, _ = load_generator(Config(generator=str(out)))
+    pretrained, _ = load_generator(Config())
+    assert (model.config.num_hidden_layers, model.config.hidden_size) == (4, 256) != (pretrained.config.num_hidden_layers, pretrained.config.hidden_size)
+    assert model.config.vocab_size == pretrained.config.vocab_size  # the generator's tokenizer and chat template, kept
+
+    settings = EvalConfig(str(QA_FILE), str(tmp_path / "eval"), index=str(vellmar_index), retrievers=("none", "bm25"),
+                          generators=("base", "scratch"), split="val", limit=4, probe="", scratch_generator=(str(out),))
+    report = run_eval(settings, progress=False)
+    assert {s.combination for s in report.combinations} == {"none+base", "bm25+base", "none+scratch"}  # closed book only
+    assert ("rag-vs-fine-tune", "bm25+base", "none+scratch") in {(c.factor, c.a, c.b) for c in report.verdict.comparisons}
+    scratch = next(s for s in report.combinations if s.generator == "scratch")
+    assert scratch.trainable_params == record.trainable_params

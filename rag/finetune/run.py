@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rag.config import Config
-from rag.finetune import embeddings, full, lora, prompt_tuning
+from rag.finetune import embeddings, full, lora, prompt_tuning, scratch
 from rag.finetune.config import FinetuneConfig
 from rag.finetune.data import Data, load_data
 from rag.finetune.trainer import Task, save_loss_plot, train
@@ -33,6 +33,7 @@ MODES: dict[str, Callable[[FinetuneConfig, Config, Data], Task]] = {
     "lora": lora.build,
     "prompt-tuning": prompt_tuning.build,
     "full": full.build,
+    "scratch": scratch.build,
 }
 CARRIED = ("checkpoints", "data")  # what a new artifact folder keeps from the old one
 logger = logging.getLogger(__name__)

@@ -68,6 +68,7 @@ class IngestSummary:
     chunks_total: int = 0
     changed: bool = False
     seconds: float = 0.0
+    embed_seconds: float = 0.0  # of which encoding the new chunks
     skipped: list[Skipped] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -263,7 +264,9 @@ def ingest(
         summary.changed = bool(new_chunks or summary.chunks_removed or old is None or config.index_type != old.manifest.index_type)
         if summary.changed:
             if new_chunks:
+                began = time.perf_counter()
                 new_vectors = embed_texts(embedder, [c.text for c in new_chunks], config.embed_batch_size, show_progress)
+                summary.embed_seconds = round(time.perf_counter() - began, 3)
             else:  # only removals or a new index type: no model needed
                 new_vectors = np.zeros((0, old.manifest.dimension), dtype=np.float32)
             old_vectors = old.embeddings()[changes.kept_rows] if changes.kept_rows else new_vectors[:0]

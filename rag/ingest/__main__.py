@@ -39,7 +39,7 @@ def print_summary(summary: IngestSummary) -> None:
         print(
             f"{summary.index}: {summary.files_read} files read, {summary.files_unchanged} unchanged, "
             f"{summary.files_removed} removed, {len(summary.skipped)} skipped; chunks +{summary.chunks_added} "
-            f"-{summary.chunks_removed} = {summary.chunks_total}; {summary.seconds:.1f} s"
+            f"-{summary.chunks_removed} = {summary.chunks_total}; {summary.seconds:.1f} s ({summary.embed_seconds:.1f} s encoding)"
         )
     for skipped in summary.skipped:
         print(f"  skipped {skipped.path}: {skipped.reason}")

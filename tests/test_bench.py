@@ -1,0 +1,34 @@
+"""bench/bench.py runs end to end at its smallest sizes and writes every figure the issue asks for, with its unit.
+
+Not a timing test: the figures' values depend on the machine. It checks that each section still runs
+against the library it measures (a changed signature breaks the bench, not the suite, otherwise) and
+that every ANN latency has its recall beside it.
+"""
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+SMALLEST = ["--quick", "--min-chunks", "20", "--precision-sample", "4", "--ann-size", "1500", "--ann-queries", "20",
+            "--queries", "3", "--gen-prompts", "2", "--max-new-tokens", "2", "--set", "k=1"]
+
+
+def test_every_section_writes_its_figures_with_units(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "bench/bench.py", *SMALLEST, "--json", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=1200, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["machine"]["cpus"] and figures["ingest"]["overhead_pct"]["unit"] == "%"
+    assert figures["ingest"]["chunks"]["value"] >= 20 and figures["langchain"]["ours_over_langchain"]["value"] > 0
+    ann = figures["ann"]
+    assert {row["index_type"]["value"] for row in ann} == {"flat", "hnsw", "ivf"}
+    assert all(0 <= row["recall_at_10"]["value"] <= 1 and row["p50_ms"]["unit"] == "ms" for row in ann)
+    assert next(row for row in ann if row["index_type"]["value"] == "flat")["recall_at_10"]["value"] == 1.0  # exact is its own reference
+    arms = {(row["prompts"]["value"], row["arm"]["value"]) for row in figures["eval_path"]}
+    assert arms == {(kind, arm) for kind in ("rag", "fewshot") for arm in ("naive-passages", "eval-passages", "eval-sentences")}
+    assert all(row["speedup"]["unit"] == "x" and row["qps"]["value"] > 0 for row in figures["eval_path"])
+    assert {row["prompts"]["value"] for row in figures["prefix_reuse"]} == {"rag", "fewshot"}
+    assert any(name.startswith("eval path >= 3x") for name in figures["goals"]) and len(figures["goals"]) == 4
