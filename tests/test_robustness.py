@@ -326,7 +326,7 @@ def bad_input_cases():
         ("rag", ["ask", "  ", "--index", "INDEX"], "blank"),
         ("rag", [*ask, "--k", "0"], "k must be at least 1"),
         ("rag", [*ask, "--set", "context_tokens=-5"], "context_tokens must be at least 1"),
-        ("rag", [*ask, "--set", "retriever=semantic"], "dense, bm25, hybrid, none"),
+        ("rag", [*ask, "--set", "retriever=semantic"], "dense, bm25, hybrid, corpus, none"),
         ("rag", [*ask, "--adapter", "BAD/missing"], "no such folder"),
         ("rag", [*ask, "--adapter", "BAD/soft-prompt"], "expected LORA"),
         ("rag", [*ask, "--soft-prompt", "BAD/lora"], "expected PROMPT_TUNING"),
