@@ -140,7 +140,7 @@ class StreamFigures:
 
 @dataclass(frozen=True)
 class PrefixFigures:
-    prompts: str  # "rag" (question + passages) or "fewshot" (the same with FEW_SHOT_EXAMPLES examples before)
+    prompts: str  # "rag" (question + passages), "fewshot" (FEW_SHOT_EXAMPLES examples before) or "corpus" (the corpus before)
     questions: int
     mean_prompt_tokens: int
     shared_prefix_tokens: int  # the prefix the generator kept and reused
@@ -479,7 +479,7 @@ def show_table(title: str, rows: list) -> None:
 
 
 # --quick: every section at small sizes (under 5 minutes on 2 quiet cores); explicit flags still win.
-QUICK = {"min_chunks": 200, "ann_size": 5000, "ann_queries": 200, "queries": 50, "precision_sample": 64, "max_new_tokens": 16, "gen_prompts": 4}
+QUICK = {"min_chunks": 200, "ann_size": 5000, "ann_queries": 200, "queries": 50, "precision_sample": 64, "max_new_tokens": 16, "gen_prompts": 4, "corpus_tokens": 1000}
 
 
 def parse_args() -> argparse.Namespace:
@@ -495,13 +495,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--precision-sample", type=int, help="chunks encoded in bf16 and fp32 (256)")
     parser.add_argument("--max-new-tokens", type=int, help="tokens generated per answer (32)")
     parser.add_argument("--gen-prompts", type=int, help="questions answered per generation figure (8)")
+    parser.add_argument("--corpus-tokens", type=int, help="prompt budget of the corpus prompts in the prefix-reuse figures (3000)")
     parser.add_argument("--quick", action="store_true", help="every section at small sizes: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
     parser.add_argument("--sections", type=sections, default=SECTIONS, help=f"comma list of {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--json", help="write every figure, with its unit, the machine and the load, to this file")
     add_config_flags(parser)
     args = parser.parse_args()
     defaults = {"min_chunks": 1000, "ann_size": 100_000, "ann_queries": 1000, "queries": 200, "precision_sample": 256,
-                "max_new_tokens": 32, "gen_prompts": 8}
+                "max_new_tokens": 32, "gen_prompts": 8, "corpus_tokens": 3000}
     for name, value in (QUICK if args.quick else defaults).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -611,7 +612,11 @@ def main() -> int:
             report["stream"] = with_units(stream)
             show(f"generator streaming ({config.generator}, one RAG prompt, greedy)", stream)
 
-            prefix = [bench_prefix(generator, rag_prompts[kind], kind) for kind in kinds]
+            # The preprompt arm: the corpus in reading order before every question (retriever "corpus").
+            whole = config.override({"retriever": WHOLE_CORPUS, "corpus_context_tokens": args.corpus_tokens})
+            corpus = [h.chunk for h in retriever.search(["corpus"], WHOLE_CORPUS)[0]]
+            rag_prompts["corpus"] = [build_prompt(i.question, corpus, generator.tokenizer, whole, []).input_ids for i in items]
+            prefix = [bench_prefix(generator, rag_prompts[kind], kind) for kind in [*kinds, "corpus"]]
             report["prefix_reuse"] = [with_units(row) for row in prefix]
             show_table("prefix reuse: shared prefix prefilled for every question (full) or kept once per generator (reused)", prefix)
 

@@ -89,6 +89,9 @@ class Config:
     # Prompts that share at least this many opening tokens (system preprompt, few-shot turns) prefill
     # them once: their key/value cache is kept and reused (rag/generate.py). 0 turns reuse off.
     min_prefix_tokens: int = 32
+    # ... and only where the shared part is at least this share of the prompt: a short prefix before a long
+    # suffix costs more than it saves on a CPU (rag/generate.py Generator._pays gives the measurements).
+    min_prefix_share: float = 0.25
 
     def __post_init__(self) -> None:
         check_minimums(self, AT_LEAST)
@@ -117,7 +120,7 @@ def prompt_budget(config: Config) -> int:
 AT_LEAST = {
     "embed_batch_size": 1, "chunk_tokens": 1, "chunk_overlap": 0, "hnsw_m": 1, "hnsw_ef_search": 1, "ivf_nlist": 0, "ivf_nprobe": 1,
     "k": 1, "rrf_k": 0, "fusion_depth": 1, "context_tokens": 1, "few_shot": 0, "max_new_tokens": 1,
-    "generation_batch_size": 1, "sentence_context_tokens": 1, "min_prefix_tokens": 0, "corpus_context_tokens": 1,
+    "generation_batch_size": 1, "sentence_context_tokens": 1, "min_prefix_tokens": 0, "min_prefix_share": 0, "corpus_context_tokens": 1,
 }  # fmt: skip
 
 

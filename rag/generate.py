@@ -119,19 +119,29 @@ class Generator:
             return 0
         longest_usable = min(map(len, rows)) - 1
         shared = len(common_prefix([self._prefix[:longest_usable], *rows]))
-        if shared >= self.config.min_prefix_tokens:
+        if self._pays(shared, rows):
             self._crop_prefix(shared)
             return shared
         if len(rows) > 1:  # a new prefix, from what this batch shares
-            self._store_prefix(common_prefix(rows)[:longest_usable])
-            return len(self._prefix)
+            candidate = common_prefix(rows)[:longest_usable]
+            if self._pays(len(candidate), rows):
+                self._store_prefix(candidate)
+                return len(candidate)
         return 0
 
+    def _pays(self, shared: int, rows: list[list[int]]) -> bool:
+        """Whether reusing ``shared`` opening tokens beats prefilling ``rows`` whole.
+
+        A row prefilled over a kept cache takes attention's masked path, slower on a CPU than the
+        causal one of a whole prompt, so a prefix pays only where it is a large part of the prompt
+        (``min_prefix_share``): on the 2-core CPU, reusing 5% of a RAG prompt took the first token
+        0.79-0.98x as fast, 22% (few-shot turns) 0.89-1.14x, 57% 2.5x, and a whole corpus (99%) 30x.
+        """
+        return shared >= self.config.min_prefix_tokens and shared >= self.config.min_prefix_share * max(map(len, rows))
+
     def _store_prefix(self, ids: list[int]) -> None:
-        self._prefix, self._prefix_layers = [], []
-        if len(ids) >= self.config.min_prefix_tokens:
-            cache = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True).past_key_values
-            self._prefix, self._prefix_layers = ids, [(layer.keys, layer.values) for layer in cache.layers]
+        cache = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True).past_key_values
+        self._prefix, self._prefix_layers = ids, [(layer.keys, layer.values) for layer in cache.layers]
 
     def _crop_prefix(self, length: int) -> None:
         self._prefix = self._prefix[:length]

@@ -30,5 +30,7 @@ def test_every_section_writes_its_figures_with_units(tmp_path):
     arms = {(row["prompts"]["value"], row["arm"]["value"]) for row in figures["eval_path"]}
     assert arms == {(kind, arm) for kind in ("rag", "fewshot") for arm in ("naive-passages", "eval-passages", "eval-sentences")}
     assert all(row["speedup"]["unit"] == "x" and row["qps"]["value"] > 0 for row in figures["eval_path"])
-    assert {row["prompts"]["value"] for row in figures["prefix_reuse"]} == {"rag", "fewshot"}
+    assert {row["prompts"]["value"] for row in figures["prefix_reuse"]} == {"rag", "fewshot", "corpus"}
+    corpus = next(row for row in figures["prefix_reuse"] if row["prompts"]["value"] == "corpus")
+    assert corpus["shared_prefix_tokens"]["value"] > 0.9 * corpus["mean_prompt_tokens"]["value"]  # all but the question is kept
     assert any(name.startswith("eval path >= 3x") for name in figures["goals"]) and len(figures["goals"]) == 4
