@@ -52,9 +52,9 @@ class Config:
     hnsw_m: int = 32  # links per node, fixed at build
     ivf_nlist: int = 0  # 0 = about 4 * sqrt(number of chunks)
     # Search-time settings, applied when an index is searched: higher is slower and closer to exact.
-    # Chosen by measurement (bench.py --sections ann, 50k real sentences, recall@10 against exact search):
-    # efSearch 64 finds 0.987 at p50 0.5 ms; nprobe 128 (of ~4*sqrt(n) lists) 0.970 at 1.4 ms, where the
-    # former default 8 found 0.78. On a machine with load ~7 on 2 cores (bench/README.md).
+    # Chosen by measurement (bench.py, 100k real sentences, quiet 2-core CPU, recall@10 against exact search):
+    # efSearch 64 finds 0.983 at p50 0.54 ms; nprobe 128 (of ~4*sqrt(n) lists) 0.968 at 1.55 ms, where the
+    # former default 8 found 0.79 (docs/results/bench/full-2026-11-23.txt).
     hnsw_ef_search: int = 64
     ivf_nprobe: int = 128
     pdf_password: str = ""
