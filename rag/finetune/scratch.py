@@ -2,7 +2,7 @@
 
 Source 003 of the user's documents compares RAG, fine-tuning and a model trained from scratch. This is
 the last: the generator's own architecture, tokenizer and chat template, shrunk to ``scratch_layers``
-layers of width ``scratch_width`` (nanoGPT-sized: about 15M parameters with SmolLM2's 49k-token
+layers of width ``scratch_width`` (nanoGPT-sized: 16.8M parameters with SmolLM2's 49k-token
 vocabulary, most of them the embedding) and initialised at random (seeded), then trained like the
 closed-book arms: each epoch the corpus, then the training questions without passages. It is scored
 closed book, as ``full-cb``: what a model that knows only your documents can answer, which shows what
