@@ -27,7 +27,7 @@ from itertools import takewhile
 import torch
 import torch.nn.functional as F
 
-from rag.config import Config, prompt_budget
+from rag.config import WHOLE_CORPUS, Config, prompt_budget
 from rag.models import load_generator
 
 PREFILLS = ("auto", "batched", "separate")
@@ -58,7 +58,7 @@ class Generator:
         self.window = getattr(model.config, "max_position_embeddings", None)
         budget = prompt_budget(config)
         if self.window and budget + config.max_new_tokens > self.window:
-            name = "corpus_context_tokens" if budget != config.context_tokens else "context_tokens"
+            name = "corpus_context_tokens" if config.retriever == WHOLE_CORPUS else "context_tokens"
             raise ValueError(
                 f"{name} ({budget}) + max_new_tokens ({config.max_new_tokens}) exceed the generator's window of {self.window} tokens"
             )
