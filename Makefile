@@ -48,8 +48,16 @@ test: setup
 # last checkpoint; the eval resumes from its predictions.jsonl. Each step prints how long it took.
 # A smoke run: make lab FOLDS=2 TRAIN_FLAGS="--max-steps 1 --limit 8" EVAL_FLAGS="--limit 16" LAB_RUNS_DIR=/tmp/runs
 QA := corpora/vellmar-qa.jsonl
-FOLDS ?= 5
-LAB_ARMS ?= embedder lora lora-cb full-cb
+# Defaults sized to finish on a 2-core CPU in about 2 hours (docs/results/vellmar/RUN.md has the time of each step):
+# 3 folds (each model trains on two thirds of the questions), the arms that answer "RAG or fine-tune?" one factor
+# at a time, and generation with closed book and BM25 only (a ranked combination costs ~3 s a question on the CPU,
+# a closed-book one ~0.4 s). On a GPU: FOLDS=5 LAB_ARMS="embedder lora lora-cb full-cb soft-prompt scratch"
+# LAB_RETRIEVERS=none,bm25,dense,hybrid,corpus.
+FOLDS ?= 3
+LAB_ARMS ?= lora lora-cb full-cb
+LAB_RETRIEVERS ?= none,bm25
+# Passages in an eval prompt: a supervised fine-tune trains on 3 (the gold one and 2 distractors), so it is tested on 3.
+LAB_K ?= 3
 LAB_RUNS_DIR ?= runs
 LAB_REPORT ?= reports/vellmar-cv
 TRAIN_FLAGS ?=
@@ -71,14 +79,18 @@ EVAL_FLAG_full-cb := --closed-book-generator
 EVAL_FLAG_scratch := --scratch-generator
 FOLD_NUMBERS = $(shell seq 0 $$(($(FOLDS) - 1)))
 LAB_TARGETS = $(foreach fold,$(FOLD_NUMBERS),$(foreach arm,$(LAB_ARMS),$(LAB_RUNS_DIR)/fold-$(fold)/$(arm)/run.json))
+# The embedder arm is scored as the retriever dense-ft, every other arm as the generator of its name.
+LAB_EVAL = $(BIN)/python -m rag.eval --qa $(QA) --index $(INDEX) --folds $(FOLDS) --out $(LAB_REPORT) \
+	--retrievers $(LAB_RETRIEVERS)$(if $(filter embedder,$(LAB_ARMS)),$(comma)dense-ft) \
+	--generators base,fewshot$(subst $(space),,$(foreach arm,$(filter-out embedder,$(LAB_ARMS)),$(comma)$(arm))) \
+	--set k=$(LAB_K) $(foreach arm,$(LAB_ARMS),$(EVAL_FLAG_$(arm)) '$(LAB_RUNS_DIR)/fold-{fold}/$(arm)') $(EVAL_FLAGS)
 # Run a step, then print how long it took.
 timed = start=$$(date +%s); $(1) && echo "== $(2): $$(($$(date +%s) - start)) s"
 
 lab: setup
 	@$(call timed,$(BIN)/python -m rag.ingest corpora/vellmar --index $(INDEX),ingest)
 	$(MAKE) $(LAB_TARGETS)
-	@$(call timed,$(BIN)/python -m rag.eval --qa $(QA) --index $(INDEX) --folds $(FOLDS) --out $(LAB_REPORT) \
-		$(foreach arm,$(LAB_ARMS),$(EVAL_FLAG_$(arm)) '$(LAB_RUNS_DIR)/fold-{fold}/$(arm)') $(EVAL_FLAGS),eval)
+	@$(call timed,$(LAB_EVAL),eval)
 
 # $* is fold-I/ARM
 $(LAB_RUNS_DIR)/%/run.json: $(QA)
