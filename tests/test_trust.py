@@ -218,6 +218,20 @@ def test_sentence_contexts_are_compared_with_whole_passages_and_never_scored_clo
     assert context == [("bm25+sentences", "bm25+base", "clearly beats")]
 
 
+def test_few_shot_is_compared_with_zero_shot_within_each_retriever():
+    # Prompt engineering against base is the user's own question (document 001); without this factor the verdict
+    # compared few-shot only with closed book, and a gain from the examples alone went unreported.
+    fewshot = GeneratorSpec("fewshot", Config(few_shot=4))
+    rows = predictions({"none+base": [0.0] * N, "bm25+base": [0.0] * N, "none+fewshot": [0.0] * N, "bm25+fewshot": [1.0] * N})
+    settings = EvalConfig("qa.jsonl", "out", bootstrap_resamples=2000)
+    report = build_report(rows, settings, [RETRIEVERS["none"], RETRIEVERS["bm25"]], [GENERATORS["base"], fewshot],
+                          {p.qid for p in rows}, set(), [], 1.0)
+    prompting = [(c.a, c.b, c.outcome) for c in report.verdict.comparisons if c.factor == "prompting"]
+    assert prompting == [("none+fewshot", "none+base", "within noise of"), ("bm25+fewshot", "bm25+base", "clearly beats")]
+    assert any(line.startswith("Few-shot vs zero-shot") for line in report.verdict.summary)
+    assert GENERATORS["lora"].prompt_factor is None  # a fine-tune is the fine-tuning factor, not a prompt variant
+
+
 def test_holm_keeps_a_lone_lucky_comparison_from_being_called_clear():
     # Ten one-factor comparisons (3 retrievers x 2 generators, 4 fine-tuning pairs), nothing works but one
     # small gain: 7 of 40 questions, a raw p-value of 2/128 that a single test would call clear.

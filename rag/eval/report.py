@@ -11,7 +11,8 @@ retriever against closed book *with the same generator*, the fine-tuning effect
 each fine-tuned generator against ``base`` *with the same retriever*; with a
 generator trained to answer closed book (``lora-cb``, ``full-cb``), the arms of
 "RAG or fine-tune?" are compared too: each retriever with ``base`` against it,
-closed book ("rag-vs-fine-tune"). Each has
+closed book ("rag-vs-fine-tune"); a prompt change of the same weights (``fewshot``,
+``sentences``) is compared with ``base`` within each retriever ("prompting", "context"). Each has
 its paired bootstrap 95% interval of the per-question F1 difference and a
 paired randomization test; "clearly" means the Holm-adjusted p-value over all
 the verdict's comparisons is below 5% (Holm, 1979), so that testing many
@@ -109,7 +110,7 @@ class ProbeScore:
 class Comparison:
     """One factor changed, everything else the same: ``a`` against ``b`` on the questions both answered."""
 
-    factor: str  # "retrieval" (a retriever vs closed book, same generator) | "fine-tuning" (vs base, same retriever)
+    factor: str  # a key of FACTOR_LABELS: "retrieval" (a retriever vs closed book, same generator), "fine-tuning" (vs base, same retriever)...
     a: str
     b: str
     difference: Interval  # mean paired F1(a) - F1(b) and its bootstrap 95% interval
@@ -225,15 +226,19 @@ def _outcome(difference: Interval, adjusted_p_value: float) -> str:
 
 
 def one_factor_pairs(
-    scores: list[CombinationScore], fine_tuned: dict[str, str], closed_book: frozenset[str] = frozenset(), sentences: dict[str, str] | None = None
+    scores: list[CombinationScore], fine_tuned: dict[str, str], closed_book: frozenset[str] = frozenset(),
+    prompt_variants: dict[str, tuple[str, str]] | None = None,
 ) -> list[tuple[str, str, str]]:
     """(factor, a, b): each retriever vs closed book per generator, then each fine-tuned generator vs base per retriever,
     then retrieval with ``base`` vs each generator trained to answer closed book (the arms of "RAG or fine-tune?"),
-    then the whole corpus in the prompt vs each ranking retriever per generator (the preprompt arm).
+    then the whole corpus in the prompt vs each ranking retriever per generator (the preprompt arm), then each
+    untrained prompt variant vs ``base`` per retriever.
 
     ``fine_tuned`` maps each fine-tuned generator to its baseline, the ``base`` variant of the same model;
-    ``closed_book`` names the generators trained with ``--objective closed-book``; ``sentences`` maps each
-    sentence-context variant to its ``base``, compared within each retriever (the context factor).
+    ``closed_book`` names the generators trained with ``--objective closed-book``; ``prompt_variants`` maps each
+    variant that changes only the prompt of the same weights to (its factor, its ``base``): ``fewshot`` is the
+    "prompting" factor (prompt engineering against fine-tuning, the question of the user's document 001),
+    ``sentences`` the "context" factor.
     """
     names = {s.combination for s in scores if s.f1}
     retrievers = list(dict.fromkeys(s.retriever for s in scores))
@@ -264,8 +269,8 @@ def one_factor_pairs(
         if r not in (CLOSED_BOOK, WHOLE_CORPUS) and {f"{WHOLE_CORPUS}+{g}", f"{r}+{g}"} <= names
     ]
     pairs += [
-        ("context", f"{r}+{g}", f"{r}+{base}")
-        for g, base in (sentences or {}).items()
+        (factor, f"{r}+{g}", f"{r}+{base}")
+        for g, (factor, base) in (prompt_variants or {}).items()
         for r in retrievers
         if {f"{r}+{g}", f"{r}+{base}"} <= names
     ]
@@ -296,12 +301,13 @@ FACTOR_LABELS = {
                         "to answer closed book, tested closed book)",
     "corpus": "Whole corpus in the prompt vs retrieval (the corpus arm against each retriever, within each generator)",
     "context": "Sentences vs whole passages (each sentence-context variant against base, within each retriever)",
+    "prompting": "Few-shot vs zero-shot (each few-shot variant against base, within each retriever)",
 }
 
 
 def verdict(
     scores: list[CombinationScore], f1: PerQuestion, fine_tuned: dict[str, str], resample: dict, closed_book: frozenset[str] = frozenset(),
-    sentences: dict[str, str] | None = None,
+    prompt_variants: dict[str, tuple[str, str]] | None = None,
 ) -> Verdict:
     """Best by mean F1, the cheapest within noise of it, and the one-factor comparisons (see the module docstring)."""
     scored = [s for s in scores if s.f1]
@@ -311,7 +317,7 @@ def verdict(
     against_best = compare([("best", best.combination, s.combination) for s in scored if s is not best], f1, resample)
     within = [best] + [s for s, c in zip((s for s in scored if s is not best), against_best) if c.adjusted_p_value >= ALPHA]
     cheapest = min(within, key=CombinationScore.cost)
-    comparisons = compare(one_factor_pairs(scored, fine_tuned, closed_book, sentences), f1, resample)
+    comparisons = compare(one_factor_pairs(scored, fine_tuned, closed_book, prompt_variants), f1, resample)
     summary = [
         f"Best quality: {best.combination}, F1 {best.f1.mean:.3f} (95% CI {best.f1.low:.3f}-{best.f1.high:.3f}).",
         f"Cheapest within noise of it: {cheapest.combination}, F1 {cheapest.f1.mean:.3f}, "
@@ -394,7 +400,7 @@ def build_report(
         skipped,
         artifacts,
         verdict(scores, f1, fine_tuned, resample, frozenset(g.name for g in generators if g.closed_book_only),
-                {g.name: g.baseline for g in generators if g.needs_passages}),
+                {g.name: g.prompt_factor for g in generators if g.prompt_factor}),
         round(wall_seconds, 1),
         round(sum(p.latency_s for p in predictions if p.generator in planned_generators), 1),
         None if gold is None else {"holding_answer": gold.holding_answer, "whole_document": gold.whole_document,

@@ -121,6 +121,17 @@ class GeneratorSpec:
         return retriever.ranked or not self.needs_passages
 
     @property
+    def prompt_factor(self) -> tuple[str, str] | None:
+        """(factor, baseline) of an untrained variant that changes only the prompt of ``base``'s weights, else None."""
+        if self.fine_tuned:
+            return None
+        if self.needs_passages:
+            return "context", self.baseline
+        if self.config.few_shot:
+            return "prompting", self.baseline
+        return None
+
+    @property
     def baseline(self) -> str:
         """The name of the untrained, zero-shot variant of the same model: what a fine-tune is compared with."""
         return "base" + self.model
