@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(serve, ServeConfig, "--batch-window-ms", type=float, help="how long the first queued request waits for others to batch with")
     option(serve, ServeConfig, "--report", metavar="DIR", help="serve a combination of this eval report folder (and show it at /report)")
     option(serve, ServeConfig, "--combination", metavar="NAME", help="with --report: retriever+generator, e.g. bm25+lora (default: the verdict's pick)")
+    option(serve, ServeConfig, "--fold", type=int, metavar="I", help="with a cross-validated --report: serve fold I's fine-tuned artifacts (0 to K-1)")
     return parser.parse_args(argv)
 
 
@@ -106,7 +107,7 @@ def serve_command(args: argparse.Namespace) -> int:
         model_flags += ["--" + key.replace("_", "-") for key in given(args, Config) if key in ("retriever", "k", "few_shot", "generator")]
         if model_flags:
             raise ValueError(f"{', '.join(model_flags)}: with --report the combination's settings come from the report; leave them out")
-        served = from_report(settings.report, settings.combination or None, adjust=lambda base: config_from_args(args, base))
+        served = from_report(settings.report, settings.combination or None, fold=settings.fold, adjust=lambda base: config_from_args(args, base))
     else:
         pipeline = build_pipeline(args)
         served = Served(generator_label(pipeline.config, args.adapter, args.soft_prompt), pipeline)

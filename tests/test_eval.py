@@ -329,13 +329,13 @@ def test_fine_tuned_artifacts_and_forgetting_probe(tmp_path, vellmar_index, embe
     (tmp_path / "lora" / "run.json").write_text(json.dumps({"mode": "lora", "wall_seconds": 12.5, "trainable_params": 4608,
                                                             "artifact_bytes": 20000}))
     embedder.save(str(tmp_path / "embedder"))  # untrained: checks the plumbing, not the gain
-    config = settings(tmp_path / "out", index=str(vellmar_index), retrievers="none,dense-ft", generators="base,lora",
+    config = settings(tmp_path / "out", index=str(vellmar_index), retrievers="bm25,dense-ft", generators="base,lora",
                       adapter=str(tmp_path / "lora"), embedder=str(tmp_path / "embedder"), limit=2)
     report = run_eval(config, progress=False)
     lora = next(c for c in report.combinations if c.combination == "dense-ft+lora")
     assert lora.train_seconds is None and lora.trainable_params is None  # the embedder folder has no run.json
-    closed = next(c for c in report.combinations if c.combination == "none+lora")
-    assert (closed.train_seconds, closed.trainable_params, closed.artifact_bytes) == (12.5, 4608, 20000)
+    searched = next(c for c in report.combinations if c.combination == "bm25+lora")
+    assert (searched.train_seconds, searched.trainable_params, searched.artifact_bytes) == (12.5, 4608, 20000)
     assert lora.recall is not None and (tmp_path / "out" / "index-ft" / "CURRENT").is_file()
     assert [(p.generator, p.questions) for p in report.forgetting] == [("base", 2), ("lora", 2)]
     base, lora = report.forgetting

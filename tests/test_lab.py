@@ -27,6 +27,7 @@ from rag.finetune.data import load_data
 from rag.models import load_generator
 from rag.prompt import build_prompt
 from rag.qa import fold_of, fold_split, load_qa, question_fingerprint
+from rag.serve import from_report
 
 FOLDS = 2
 TINY = {"limit": 2, "batch_size": 1, "passages": 1, "max_steps": 1}  # the smallest generator run
@@ -68,18 +69,20 @@ def fold_adapters(tmp_path_factory, vellmar_index) -> Path:
     return runs
 
 
-def test_cross_validated_eval_scores_every_question_once_by_the_fold_that_never_saw_it(fold_adapters, tmp_path):
+def test_cross_validated_eval_scores_every_question_once_by_the_fold_that_never_saw_it(fold_adapters, vellmar_index, tmp_path):
     for fold in range(FOLDS):
         record = json.loads((fold_adapters / f"fold-{fold}" / "lora" / "run.json").read_text())
         assert (record["folds"], record["fold"]) == (FOLDS, fold)
-    settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), retrievers=("none",), generators=("base", "lora"), folds=FOLDS,
-                          adapter=str(fold_adapters / "fold-{fold}" / "lora"), limit=8, probe="")
+    # The adapters trained with one retrieved passage in their prompts, so they are scored with one.
+    settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), index=str(vellmar_index), retrievers=("bm25",),
+                          generators=("base", "lora"), folds=FOLDS, adapter=str(fold_adapters / "fold-{fold}" / "lora"),
+                          limit=8, probe="", rag=Config(k=1, max_new_tokens=8))
     report = run_eval(settings, progress=False)
 
     chosen = {q.qid: q.item.question for q in select(load_qa(QA_FILE), limit=8)}
     assert {fold_of(question, FOLDS) for question in chosen.values()} == {0, 1}  # both folds take part
     rows = PredictionLog(Path(settings.out) / "predictions.jsonl").predictions
-    for combination in ("none+base", "none+lora"):
+    for combination in ("bm25+base", "bm25+lora"):
         scored = Counter(p.qid for p in rows if p.combination == combination)
         assert scored == Counter(chosen.keys())  # every question exactly once
     trained_on = {
@@ -89,10 +92,18 @@ def test_cross_validated_eval_scores_every_question_once_by_the_fold_that_never_
     for p in rows:
         assert p.fold == fold_of(p.question, FOLDS)  # answered in its own fold, by that fold's artifacts
         assert question_fingerprint(p.question) not in trained_on[p.fold]
-    lora = next(s for s in report.combinations if s.combination == "none+lora")
+    lora = next(s for s in report.combinations if s.combination == "bm25+lora")
     assert lora.questions == 8 and set(lora.f1_by_fold) == {0, 1}
     assert "## Across the 2 folds" in (Path(settings.out) / "report.md").read_text()
     assert {a.path for a in report.artifacts} == {str(fold_adapters / f"fold-{fold}" / "lora") for fold in range(FOLDS)}
+
+    # Serving: no adapter saw every question, so the report's lora is served one fold's at a time, and said so.
+    with pytest.raises(ValueError, match="one artifact per fold.*--fold I \\(0 to 1\\)"):
+        from_report(settings.out, "bm25+lora")
+    assert from_report(settings.out, "bm25+lora", fold=1).pipeline.adapter == str(fold_adapters / "fold-1" / "lora")
+    assert from_report(settings.out, "bm25+base").pipeline.adapter is None  # needs no fold's artifact
+    with pytest.raises(ValueError, match="--fold must be between 0 and 1"):
+        from_report(settings.out, "bm25+lora", fold=2)
 
 
 def test_a_fold_artifact_that_trained_on_its_fold_is_refused(fold_adapters, tmp_path):

@@ -268,6 +268,8 @@ def test_report_combination_is_served_with_its_settings(eval_report, vellmar_ind
     assert from_report(eval_report, "none+base").pipeline.index is None
     with pytest.raises(ValueError, match="choose one of"):
         from_report(eval_report, "dense+lora")
+    with pytest.raises(ValueError, match="was not cross-validated"):
+        from_report(eval_report, "bm25+fewshot", fold=0)
 
 
 def test_report_endpoints(server, eval_report):

@@ -218,6 +218,14 @@ def test_sentence_contexts_are_compared_with_whole_passages_and_never_scored_clo
     assert context == [("bm25+sentences", "bm25+base", "clearly beats")]
 
 
+def test_a_generator_fine_tuned_with_retrieved_passages_is_scored_only_with_retrieval():
+    lora = GENERATORS["lora"]  # trained with passages in its prompts: closed book it would be tested unlike it was trained
+    assert not lora.crosses(RETRIEVERS["none"]) and not lora.crosses(RetrieverSpec("corpus", "corpus"))
+    assert all(lora.crosses(RETRIEVERS[name]) for name in ("bm25", "dense", "hybrid"))
+    closed_book = GeneratorSpec("lora-cb", Config(), "/runs/lora-cb", LORA, closed_book_only=True)
+    assert [name for name, retriever in RETRIEVERS.items() if closed_book.crosses(retriever)] == ["none"]
+
+
 def test_few_shot_is_compared_with_zero_shot_within_each_retriever():
     # Prompt engineering against base is the user's own question (document 001); without this factor the verdict
     # compared few-shot only with closed book, and a gain from the examples alone went unreported.

@@ -114,11 +114,12 @@ class GeneratorSpec:
         return self.config.context == "sentences"
 
     def crosses(self, retriever: RetrieverSpec) -> bool:
-        """Whether this variant is scored with ``retriever``: a closed-book fine-tune only closed book, a sentence one
+        """Whether this variant is scored with ``retriever``: each fine-tune only the way it was trained (a closed-book
+        one closed book, one trained with retrieved passages in its prompts with a ranking retriever), a sentence one
         only with a ranking retriever (the sentences closest to the question among the whole corpus would be a search)."""
         if self.closed_book_only:
             return retriever.method == CLOSED_BOOK
-        return retriever.ranked or not self.needs_passages
+        return retriever.ranked or not (self.fine_tuned or self.needs_passages)
 
     @property
     def prompt_factor(self) -> tuple[str, str] | None:

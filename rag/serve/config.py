@@ -28,6 +28,7 @@ class ServeConfig:
     batch_window_ms: float = 20.0  # after the first queued request, wait this long for others to batch with it
     report: str = ""  # an eval report folder: serve its combination and show it at /report
     combination: str = ""  # with report: "retriever+generator" to serve (default: the verdict's cheapest within noise)
+    fold: int | None = None  # with a cross-validated report: serve the artifacts of this fold (0 to K-1)
 
     def with_env(self, environ: dict[str, str] = os.environ) -> ServeConfig:
         """The API key from :data:`API_KEY_ENV` when no flag gave one."""
@@ -42,5 +43,5 @@ class ServeConfig:
             raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
         if self.batch_window_ms < 0:
             raise ValueError(f"batch_window_ms must be 0 or more, got {self.batch_window_ms}")
-        if self.combination and not self.report:
-            raise ValueError("--combination names a combination of an eval report: give --report DIR too")
+        if (self.combination or self.fold is not None) and not self.report:
+            raise ValueError("--combination and --fold choose from an eval report: give --report DIR too")

@@ -100,13 +100,16 @@ def picked_combination(report: dict) -> str:
     return name
 
 
-def from_report(folder: str | Path, combination: str | None = None, adjust: Callable[[Config], Config] | None = None) -> Served:
+def from_report(
+    folder: str | Path, combination: str | None = None, fold: int | None = None, adjust: Callable[[Config], Config] | None = None
+) -> Served:
     """The combination ``combination`` (default: :func:`picked_combination`) of the eval report in ``folder``.
 
     Its retriever, generator variant, pipeline config, index and artifact folders are
     the ones the eval used, so the served answers are the ones it scored (``adjust``
     may change the config, e.g. ``device``, from the command line's ``--set``). Relative
-    artifact paths are read as the eval wrote them, from the current directory.
+    artifact paths are read as the eval wrote them, from the current directory. A
+    cross-validated report trained one set of artifacts per fold: ``fold`` picks one.
     """
     # Imported here: the eval package (its charts, bootstrap) is only needed to serve a report.
     from rag.eval.artifacts import Artifacts, Unavailable, artifact_flag, given_folders, load_artifact
@@ -119,6 +122,12 @@ def from_report(folder: str | Path, combination: str | None = None, adjust: Call
     if not isinstance(recorded, dict):
         raise ValueError(f"{folder / 'settings.json'} was written by an older rag.eval; re-run the eval")
     settings = EvalConfig.from_dict(recorded)
+    if fold is not None:
+        if settings.folds is None:
+            raise ValueError(f"--fold: {folder} was not cross-validated (no --folds); leave --fold out")
+        if not 0 <= fold < settings.folds:
+            raise ValueError(f"--fold must be between 0 and {settings.folds - 1} for {folder}, got {fold}")
+        settings = settings.for_fold(fold)
     report = _read_json(folder / "report.json", "re-run the eval to rebuild it")
     scored = [c["combination"] for c in report.get("combinations", [])]
     name = combination or picked_combination(report)
@@ -144,6 +153,12 @@ def from_report(folder: str | Path, combination: str | None = None, adjust: Call
         retriever = RETRIEVERS[retriever_name](artifacts)
         generator = GENERATORS[generator_name](settings.rag.override({"generator": model}), artifacts)
     except Unavailable as error:
+        if settings.folds is not None and fold is None:
+            raise ValueError(
+                f"cannot serve {name} from {folder} as it is: {settings.folds}-fold cross-validation trained one artifact "
+                f"per fold, none on every question. Serve one fold's with --fold I (0 to {settings.folds - 1}), or train "
+                "the arm once on all the questions and evaluate it with --split"
+            ) from None
         reason = next((str(e) for e in errors), str(error))
         raise ValueError(f"cannot serve {name} from {folder}: {reason}") from None
 
@@ -152,7 +167,7 @@ def from_report(folder: str | Path, combination: str | None = None, adjust: Call
     if retriever.method == CLOSED_BOOK:
         index = None
     elif retriever.fine_tuned_index:
-        index = folder / "index-ft"  # the eval's copy embedded with the fine-tuned embedder
+        index = folder / ("index-ft" if fold is None else f"index-ft-fold-{fold}")  # the eval's copy, fine-tuned embedder
     else:
         index = Path(settings.index) if settings.index else folder / "index"
     logger.info("serving %s from %s (index %s, adapter %s)", name, folder, index or "none", generator.adapter or "none")
