@@ -6,6 +6,7 @@ one passage per prompt) so the file stays within a few minutes on 2 CPU cores.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -199,6 +200,9 @@ def test_malformed_pairs_line_is_named(tmp_path):
         (dict(mode="lora", qa=str(VELLMAR_QA)), "no context passage .* pass --index"),
         (dict(mode="lora", qa=str(SQUAD), objective="rote"), "unknown objective 'rote'"),
         (dict(mode="embeddings", qa=str(SQUAD), pairs=str(SQUAD)), "give one data source"),
+        (dict(mode="lora", qa=str(SQUAD), lr=1e-4, lr_sweep=(1e-4, 3e-4)), "the sweep chooses the rate; give one of them"),
+        (dict(mode="lora", qa=str(SQUAD), lr_sweep=(1e-4, 0.0)), "--lr-sweep takes distinct positive rates"),
+        (dict(mode="lora", qa=str(SQUAD), sweep_steps=5), "give --lr-sweep too"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path, settings, message):
@@ -254,3 +258,50 @@ def test_the_run_keeps_the_weights_of_its_best_validation_not_its_last_step(tmp_
     assert state.step == 4 and state.best_step == 2 and state.best_val_loss == losses[2]
     assert model.w.item() == pytest.approx(1 + math.sqrt(losses[2]))  # the step-2 weights are back, not step 4's (~1.8)
     assert (tmp_path / "checkpoints" / "best" / "trainable.pt").is_file()
+
+
+# ---------------------------------------------------------------------------- learning-rate sweep
+
+
+def scalar_task(settings: FinetuneConfig):
+    """A fresh Scalar that training pulls towards 10 and validation wants at 1 (as in the test above)."""
+    from rag.finetune.trainer import Task
+
+    model = Scalar()
+
+    def loss(batch):
+        return torch.stack([(model.w - target) ** 2 for target in batch]).mean(), len(batch)
+
+    return Task(model, train=[10.0] * 4, val=[1.0], loss=loss, save=lambda folder: None)
+
+
+def test_the_sweep_keeps_the_rate_of_the_lowest_validation_loss_and_resumes_from_its_trials(tmp_path):
+    from rag.finetune.sweep import chosen_rate, sweep_learning_rates
+
+    # w moves by about lr a step: 0.01 barely leaves 0 (loss ~0.94), 0.6 passes 1 at step 2 (~0.04), 5 overshoots.
+    settings = FinetuneConfig("lora", str(tmp_path), lr_sweep=(0.01, 0.6, 5.0), epochs=1, batch_size=1, validate_every=1,
+                              weight_decay=0.0).resolved()
+    trials = sweep_learning_rates(settings, scalar_task, "data")
+    assert [t.lr for t in trials] == [0.01, 0.6, 5.0] and all(t.steps == 4 for t in trials)
+    assert trials[1].val_loss < min(trials[0].val_loss, trials[2].val_loss) and trials[1].kept_step == 2
+    assert chosen_rate(trials) == 0.6
+    folders = sorted((tmp_path / "lr-sweep").iterdir())
+    assert [f.name for f in folders] == ["lr-0.01", "lr-0.6", "lr-5"]
+    assert all([p.name for p in f.iterdir()] == ["trial.json"] for f in folders)  # checkpoints deleted once finished
+
+    def no_training(trial_settings):
+        raise AssertionError("a finished trial was trained again")
+
+    assert sweep_learning_rates(settings, no_training, "data") == trials
+    short = dataclasses.replace(settings, sweep_steps=2, out=str(tmp_path / "short"))
+    assert [t.steps for t in sweep_learning_rates(short, scalar_task, "data")] == [2, 2, 2]
+
+
+def test_a_swept_run_trains_with_the_chosen_rate_and_records_every_trial(tmp_path):
+    out = tmp_path / "lora"
+    record = run("lora", out, "--qa", str(SQUAD), *TINY_GENERATOR, "--lr-sweep", "1e-5,3e-2", "--sweep-steps", "1")
+    trials = record["lr_sweep"]
+    assert [t["lr"] for t in trials] == [1e-5, 3e-2] and all(t["steps"] == 1 for t in trials)
+    assert trials[0]["val_loss"] != trials[1]["val_loss"]
+    assert record["hyperparameters"]["lr"] == min(trials, key=lambda t: t["val_loss"])["lr"]
+    assert sorted(p.name for p in (out / "lr-sweep").iterdir()) == ["lr-0.03", "lr-1e-05"]  # kept in the artifact folder

@@ -12,6 +12,7 @@ MODE is embeddings, lora, prompt-tuning, full or scratch (a small model from ran
     python -m rag.finetune full --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --out runs/full --max-steps 20
     python -m rag.finetune embeddings --synthetic --index indexes/vellmar --out runs/embedder-synth
     python -m rag.finetune lora ... --out runs/lora --resume --max-steps 100     # continue a run
+    python -m rag.finetune lora ... --out runs/lora --lr-sweep 1e-4,3e-4,1e-3 --sweep-steps 10   # rate by validation loss
     python -m rag.finetune lora --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --folds 5 --fold 0 --out runs/fold-0/lora
     python -m rag.finetune scratch --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --out runs/scratch   # closed book
 """
@@ -32,6 +33,14 @@ def option(group, flag: str, help: str = "", **kwargs) -> None:
     config_option(group, FinetuneConfig, flag, help=help, **kwargs)
 
 
+def rates(text: str) -> tuple[float, ...]:
+    """``"1e-4,3e-4"`` -> ``(0.0001, 0.0003)``, for ``--lr-sweep``."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 1e-4,3e-4,1e-3, got {text!r}") from None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m rag.finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", help=f"one of {', '.join(MODE_DEFAULTS)}")  # checked by FinetuneConfig.resolved
@@ -49,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     training = parser.add_argument_group("training (unset: the mode's default, see rag/finetune/config.py)")
     option(training, "--epochs", type=int)
     option(training, "--lr", type=float)
+    option(training, "--lr-sweep", "comma-separated rates: train each, keep the lowest validation loss's (rag/finetune/sweep.py)",
+           type=rates, metavar="LR,LR,...")
+    option(training, "--sweep-steps", "with --lr-sweep: optimizer steps per trial (default: the whole budget)", type=int)
     option(training, "--batch-size", type=int)
     option(training, "--max-steps", "stop after N optimizer steps in total", type=int)
     option(training, "--checkpoint-every", "steps between checkpoints", type=int)

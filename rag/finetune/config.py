@@ -73,6 +73,10 @@ class FinetuneConfig:
     # of the validation with the lowest loss (rag.finetune.trainer), so validating within an epoch lets it
     # stop where the loss turned, whatever the epoch budget.
     validate_every: int | None = None
+    # Learning-rate sweep (rag.finetune.sweep): train one trial per rate, for sweep_steps steps (None: the whole
+    # budget), and train the artifact with the rate of the lowest validation loss. Replaces lr.
+    lr_sweep: tuple[float, ...] = ()
+    sweep_steps: int | None = None
     resume: bool = False
 
     # --- embeddings
@@ -104,8 +108,15 @@ class FinetuneConfig:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if not 0 <= self.distractors <= 1:
             raise ValueError(f"--distractors is a fraction between 0 and 1, got {self.distractors}")
-        names = ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every", "validate_every", "scratch_width", "scratch_layers")
+        names = ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every", "validate_every",
+                 "sweep_steps", "scratch_width", "scratch_layers")
         check_minimums(self, dict.fromkeys(names, 1))
+        if self.lr_sweep and self.lr is not None:
+            raise ValueError(f"--lr {self.lr:g} and --lr-sweep: the sweep chooses the rate; give one of them")
+        if any(rate <= 0 for rate in self.lr_sweep) or len(set(self.lr_sweep)) < len(self.lr_sweep):
+            raise ValueError(f"--lr-sweep takes distinct positive rates, got {','.join(f'{rate:g}' for rate in self.lr_sweep)}")
+        if self.sweep_steps is not None and not self.lr_sweep:
+            raise ValueError("--sweep-steps is the length of each --lr-sweep trial: give --lr-sweep too")
         if self.mode == "embeddings" and self.batch_size == 1:
             raise ValueError(
                 "embeddings trains with in-batch negatives: a batch of one pair has none and teaches nothing; "

@@ -11,6 +11,7 @@ or the complete new artifact, never half of one. ``out/checkpoints`` (for
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -23,6 +24,7 @@ from rag.config import Config
 from rag.finetune import embeddings, full, lora, prompt_tuning, scratch
 from rag.finetune.config import FinetuneConfig
 from rag.finetune.data import Data, load_data
+from rag.finetune.sweep import SWEEP_FOLDER, chosen_rate, sweep_learning_rates
 from rag.finetune.trainer import Task, save_loss_plot, train
 from rag.models import resolve_device
 from rag.qa import question_fingerprint
@@ -35,7 +37,7 @@ MODES: dict[str, Callable[[FinetuneConfig, Config, Data], Task]] = {
     "full": full.build,
     "scratch": scratch.build,
 }
-CARRIED = ("checkpoints", "data")  # what a new artifact folder keeps from the old one
+CARRIED = ("checkpoints", "data", SWEEP_FOLDER)  # what a new artifact folder keeps from the old one
 logger = logging.getLogger(__name__)
 
 
@@ -53,6 +55,7 @@ class RunRecord:
     folds: int | None  # cross-validation: trained on every fold of ``folds`` but ``fold`` (rag.qa.fold_of, seed ``seed``)
     fold: int | None
     hyperparameters: dict
+    lr_sweep: list[dict]  # rag.finetune.sweep trials (lr, val_loss...): how hyperparameters["lr"] was chosen; [] if given
     seed: int
     device: str
     steps: int
@@ -86,7 +89,14 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
     out = Path(settings.out)
     check_out(out, settings.resume)
     data = load_data(settings, config)
-    task = MODES[settings.mode](settings, config, data)
+
+    def build_task(trial: FinetuneConfig) -> Task:  # a fresh model each call: each sweep trial starts from the same weights
+        return MODES[trial.mode](trial, config, data)
+
+    sweep = sweep_learning_rates(settings, build_task, data.fingerprint) if settings.lr_sweep else []
+    if sweep:
+        settings = dataclasses.replace(settings, lr=chosen_rate(sweep))
+    task = build_task(settings)
     logger.info("%s: %d training and %d validation examples from %s", settings.mode, len(task.train), len(task.val), data.origin)
     state = train(task, settings, out / "checkpoints", data.fingerprint)
     after = {"val_loss": round(state.best_val_loss, 4), **(task.evaluate() if task.evaluate else {})}  # the kept weights
@@ -115,6 +125,7 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
             folds=settings.folds,
             fold=settings.fold,
             hyperparameters=settings.hyperparameters(),
+            lr_sweep=[dataclasses.asdict(trial) for trial in sweep],
             seed=settings.seed,
             device=resolve_device(config.device),
             steps=state.step,

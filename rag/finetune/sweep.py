@@ -1,0 +1,64 @@
+"""Learning-rate sweep: a run's rate chosen on its own validation loss, never on the questions the eval scores.
+
+Each rate of ``lr_sweep`` trains a fresh model for ``sweep_steps`` optimizer steps (the run's whole budget
+when unset; the warm-up and decay span the trial's own steps) under ``out/lr-sweep/lr-RATE/``. The rate
+whose kept weights reached the lowest validation loss (the run's validation slice, drawn from its training
+folds) then trains the artifact, and ``run.json`` records every trial. A finished trial leaves only its
+``trial.json`` (its checkpoints are deleted), so an interrupted sweep resumes at the trial it stopped in.
+
+    >>> chosen_rate([Trial(1e-4, 2.9, 8, 8, 60.0), Trial(3e-4, 2.6, 8, 8, 61.0), Trial(1e-3, 2.7, 4, 8, 60.5)])
+    0.0003
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rag.finetune.config import FinetuneConfig
+from rag.finetune.trainer import Task, train
+from rag.runtime import atomic_write_text
+
+SWEEP_FOLDER = "lr-sweep"
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Trial:
+    lr: float
+    val_loss: float  # the lowest validation loss the trial reached: what the rate is chosen on
+    kept_step: int
+    steps: int
+    train_seconds: float
+
+
+def chosen_rate(trials: list[Trial]) -> float:
+    """The rate of the trial with the lowest validation loss (the first of equals)."""
+    return min(trials, key=lambda trial: trial.val_loss).lr
+
+
+def sweep_learning_rates(settings: FinetuneConfig, build_task: Callable[[FinetuneConfig], Task], data_fingerprint: str) -> list[Trial]:
+    """Train one trial per rate of ``settings.lr_sweep`` (``build_task`` gives each a fresh model) and return them all."""
+    trials = []
+    for rate in settings.lr_sweep:
+        folder = Path(settings.out) / SWEEP_FOLDER / f"lr-{rate:g}"
+        record = folder / "trial.json"
+        if record.is_file():
+            trial = Trial(**json.loads(record.read_text(encoding="utf-8")))
+        else:
+            trial_settings = dataclasses.replace(
+                settings, lr=rate, lr_sweep=(), sweep_steps=None, max_steps=settings.sweep_steps or settings.max_steps, resume=True
+            )
+            state = train(build_task(trial_settings), trial_settings, folder / "checkpoints", data_fingerprint)
+            trial = Trial(rate, round(state.best_val_loss, 4), state.best_step, state.step, round(state.train_seconds, 1))
+            atomic_write_text(record, json.dumps(asdict(trial)) + "\n")
+            shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # a full model's optimizer state is gigabytes
+        logger.info("lr sweep: lr %g, validation loss %.4f (step %d of %d)", trial.lr, trial.val_loss, trial.kept_step, trial.steps)
+        trials.append(trial)
+    logger.info("lr sweep: training with lr %g, the lowest validation loss", chosen_rate(trials))
+    return trials
