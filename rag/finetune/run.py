@@ -28,7 +28,7 @@ from rag.finetune.sweep import SWEEP_FOLDER, chosen_rate, sweep_learning_rates
 from rag.finetune.trainer import Task, save_loss_plot, train
 from rag.models import resolve_device
 from rag.qa import question_fingerprint
-from rag.runtime import atomic_folder, folder_bytes
+from rag.runtime import atomic_folder, folder_bytes, peak_rss_mb
 
 MODES: dict[str, Callable[[FinetuneConfig, Config, Data], Task]] = {
     "embeddings": embeddings.build,
@@ -65,7 +65,7 @@ class RunRecord:
     trainable_params: int
     total_params: int
     artifact_bytes: int  # the artifact files only (no checkpoints, run.json or plot)
-    metrics: dict  # before / after, final losses, throughput
+    metrics: dict  # before / after, final losses, throughput, peak resident memory
     train_losses: list[float]
     val_losses: list[tuple[int, float]]
     created: str
@@ -101,8 +101,9 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
     state = train(task, settings, out / "checkpoints", data.fingerprint)
     after = {"val_loss": round(state.best_val_loss, 4), **(task.evaluate() if task.evaluate else {})}  # the kept weights
     logger.info("after training: %s", ", ".join(f"{k} {v:.4f}" for k, v in after.items()))
-    throughput = state.throughput()
-    logger.info("throughput: %s examples/s, %s tokens/s", throughput["examples_per_s"], throughput["tokens_per_s"])
+    throughput = {**state.throughput(), "peak_rss_mb": round(peak_rss_mb())}  # the model, data and training together
+    logger.info("throughput: %s examples/s, %s tokens/s, peak memory %s MB",
+                throughput["examples_per_s"], throughput["tokens_per_s"], throughput["peak_rss_mb"])
 
     parameters = list(task.model.parameters())  # counted before --merge unwraps the adapter
     trainable, total = sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
