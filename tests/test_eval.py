@@ -287,7 +287,7 @@ def test_resume_refuses_answers_made_from_another_qa_file(tmp_path):
         run_eval(config, progress=False)
 
 
-def test_resume_refuses_answers_made_by_an_artifact_retrained_in_place(tmp_path):
+def test_resume_refuses_answers_made_by_an_artifact_retrained_in_place(tmp_path, vellmar_index):
     from peft import LoraConfig, get_peft_model
 
     from rag.models import load_generator
@@ -296,7 +296,10 @@ def test_resume_refuses_answers_made_by_an_artifact_retrained_in_place(tmp_path)
     get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "lora")
     run_json = tmp_path / "lora" / "run.json"
     run_json.write_text(json.dumps({"mode": "lora", "wall_seconds": 1.0, "train_questions": []}))
-    config = settings(tmp_path / "out", retrievers="none", generators="lora", adapter=str(tmp_path / "lora"), limit=1, probe="")
+    closed_book = settings(tmp_path / "out", retrievers="none", generators="lora", adapter=str(tmp_path / "lora"), limit=1, probe="")
+    with pytest.raises(ValueError, match="nothing to evaluate: generator lora: trained with retrieved passages.*add bm25"):
+        run_eval(closed_book, progress=False)  # an adapter trained with passages is not scored closed book
+    config = closed_book.override({"retrievers": ("bm25",), "index": str(vellmar_index)})
     run_eval(config, progress=False)
     run_json.write_text(json.dumps({"mode": "lora", "wall_seconds": 2.0, "train_questions": []}))  # retrained
     with pytest.raises(ValueError, match="--adapter"):

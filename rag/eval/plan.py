@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag.config import CLOSED_BOOK
 from rag.eval.artifacts import Artifacts, Unavailable
 from rag.eval.config import SPLITS, EvalConfig
 from rag.eval.variants import GENERATORS, RETRIEVERS, GeneratorSpec, RetrieverSpec
@@ -67,10 +66,10 @@ def plan(settings: EvalConfig) -> tuple[list[RetrieverSpec], list[GeneratorSpec]
     missing = [name for name in settings.generators or () if not any(spec.name.partition("@")[0] == name for spec in generators)]
     if missing:  # with several models, a requested variant must run for at least one
         raise ValueError(f"generator(s) {', '.join(missing)} cannot run for any model: " + "; ".join(s.reason for s in skipped_g))
-    if not any(r.method == CLOSED_BOOK for r in retrievers):  # lora-cb, full-cb: trained to answer without passages
-        skipped_g += [Skipped(f"generator {g.name}", f"scored closed book only: add {CLOSED_BOOK} to --retrievers")
-                      for g in generators if g.closed_book_only]
-        generators = [g for g in generators if not g.closed_book_only]
+    # Each variant is scored only the way it was trained (GeneratorSpec.crosses): one no retriever given fits is left out.
+    uncrossed = [g for g in generators if not any(g.crosses(r) for r in retrievers)]
+    skipped_g += [Skipped(f"generator {g.name}", g.retrievers_needed) for g in uncrossed]
+    generators = [g for g in generators if g not in uncrossed]
     return retrievers, generators, skipped_r + skipped_g
 
 

@@ -122,6 +122,16 @@ class GeneratorSpec:
         return retriever.ranked or not (self.fine_tuned or self.needs_passages)
 
     @property
+    def retrievers_needed(self) -> str:
+        """What to add to a run whose retrievers this variant crosses none of (the reason it is skipped)."""
+        if self.closed_book_only:
+            return f"scored closed book only: add {CLOSED_BOOK} to --retrievers"
+        ranking = "add bm25, dense, dense-ft or hybrid to --retrievers"
+        if self.fine_tuned:
+            return f"trained with retrieved passages, so scored only with a ranking retriever: {ranking}"
+        return f"keeps sentences of retrieved passages, so needs a ranking retriever: {ranking}"
+
+    @property
     def prompt_factor(self) -> tuple[str, str] | None:
         """(factor, baseline) of an untrained variant that changes only the prompt of ``base``'s weights, else None."""
         if self.fine_tuned:
