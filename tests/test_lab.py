@@ -106,13 +106,13 @@ def test_cross_validated_eval_scores_every_question_once_by_the_fold_that_never_
         from_report(settings.out, "bm25+lora", fold=2)
 
 
-def test_a_fold_artifact_that_trained_on_its_fold_is_refused(fold_adapters, tmp_path):
+def test_a_fold_artifact_that_trained_on_its_fold_is_refused(fold_adapters, vellmar_index, tmp_path):
     swapped = tmp_path / "swapped"
     for fold in range(FOLDS):  # each fold given the other fold's adapter: trained on exactly the questions it would score
         (swapped / f"fold-{fold}").mkdir(parents=True)
         (swapped / f"fold-{fold}" / "lora").symlink_to(fold_adapters / f"fold-{1 - fold}" / "lora")
-    settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), retrievers=("none",), generators=("base", "lora"), folds=FOLDS,
-                          adapter=str(swapped / "fold-{fold}" / "lora"), probe="")
+    settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), index=str(vellmar_index), retrievers=("bm25",), generators=("base", "lora"),
+                          folds=FOLDS, adapter=str(swapped / "fold-{fold}" / "lora"), probe="")
     trained = len(json.loads((fold_adapters / "fold-1" / "lora" / "run.json").read_text())["train_questions"])
     with pytest.raises(ValueError, match=f"trained on {trained} of the .* questions of fold 0 it would score"):
         run_eval(settings, progress=False)
