@@ -34,7 +34,7 @@ def option(group, owner: type, *flags: str, help: str = "", field: str | None = 
     if name not in declared:
         raise AssertionError(f"{owner.__name__} has no field {name}")  # a programming error, caught by any test run
     default = getattr(base, name) if base is not None else declared[name].default
-    shown = f" (default {default})" if default not in (None, False, "", dataclasses.MISSING) and "const" not in kwargs else ""
+    shown = f" (default {default})" if default not in (None, False, "", (), dataclasses.MISSING) and "const" not in kwargs else ""
     if "action" not in kwargs:
         kwargs.setdefault("metavar", name.upper())
     # dest names the owner too: rag.eval has its own k, embedder and generator besides Config's.

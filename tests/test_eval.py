@@ -14,7 +14,9 @@ import pytest
 from conftest import CORPUS, QA_FILE, ROOT
 
 from rag import Config
+from rag import Retriever
 from rag.eval import EvalConfig, plan, run_eval, throughput
+from rag.eval.plan import ranking_only
 from rag.eval.dataset import gold_chunk_ids, select, write_qa_corpus
 from rag.eval.config import load_matrix
 from rag.eval.metrics import (
@@ -165,6 +167,10 @@ def test_missing_or_wrong_artifact_is_a_clear_error(tmp_path):
         plan(settings(tmp_path, generator=str(tmp_path)))  # given explicitly: an error even in default mode
     with pytest.raises(ValueError, match="unknown retriever.*colbert.*choose from none, bm25, dense, dense-ft, hybrid"):
         plan(settings(tmp_path, retrievers="colbert"))
+    with pytest.raises(ValueError, match="--ranking-only none: ranks nothing.*choose among bm25, dense, dense-ft, hybrid"):
+        ranking_only(settings(tmp_path, corpus=(str(CORPUS),), ranking_only="bm25,none"), [])
+    with pytest.raises(ValueError, match="--embedder"):  # dense-ft needs its fine-tuned embedder
+        ranking_only(settings(tmp_path, corpus=(str(CORPUS),), ranking_only="dense-ft"), [])
 
 
 def test_cli_error_is_one_line_with_exit_2(tmp_path):
@@ -181,7 +187,8 @@ def test_cli_error_is_one_line_with_exit_2(tmp_path):
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory, vellmar_index):
     out = tmp_path_factory.mktemp("eval")
-    config = settings(out, index=str(vellmar_index), retrievers="none,bm25", generators="base,fewshot", limit=3)
+    config = settings(out, index=str(vellmar_index), retrievers="none,bm25", generators="base,fewshot", limit=3,
+                      ranking_only="bm25,dense")
     return config, run_eval(config, progress=False)
 
 
@@ -255,6 +262,31 @@ def test_every_number_in_report_json_is_recomputed_from_predictions(small_run):
     assert saved["verdict"]["best"] == best["combination"]
 
 
+def test_ranking_only_retrievers_are_scored_on_their_ranking_without_answers(small_run, vellmar_index, embedder):
+    config, report = small_run
+    rows = [json.loads(line) for line in open(f"{config.out}/predictions.jsonl")]
+    assert rows and not any(row["retriever"] == "dense" for row in rows)  # no answer was made with it
+    assert [(s.retriever, s.answered) for s in report.retrieval] == [("bm25", True), ("dense", False)]
+    scores = {s.retriever: s for s in report.retrieval}
+    # BM25 was also answered with: its ranking scored apart is the one its answers recorded.
+    answered = next(c for c in report.combinations if c.combination == "bm25+base")
+    assert scores["bm25"].recall == pytest.approx(answered.recall) and scores["bm25"].mrr.mean == pytest.approx(answered.mrr)
+    # dense, by hand: the same questions searched here, against their gold chunks.
+    index = Index.open(vellmar_index)
+    questions = select(load_qa(QA_FILE), limit=3)
+    gold = gold_chunk_ids(index, questions).relevant
+    found = Retriever(index, config.rag, embedder=embedder).search([q.item.question for q in questions], "dense", k=config.k)
+    ranked = {q.qid: [hit.chunk_id for hit in hits] for q, hits in zip(questions, found) if gold.get(q.qid)}
+    assert ranked and scores["dense"].questions == len(ranked)
+    for cutoff in (1, config.k):
+        by_hand = sum(len(set(ids[:cutoff]) & set(gold[qid])) / len(set(gold[qid])) for qid, ids in ranked.items()) / len(ranked)
+        assert scores["dense"].recall[cutoff - 1] == pytest.approx(by_hand)
+    reciprocal = [next((1 / rank for rank, cid in enumerate(ids, 1) if cid in gold[qid]), 0.0) for qid, ids in ranked.items()]
+    assert scores["dense"].mrr.mean == pytest.approx(sum(reciprocal) / len(reciprocal))
+    markdown = open(f"{config.out}/report.md").read()
+    assert "## Retrieval" in markdown and "| dense | no | " in markdown and "| bm25 | yes | " in markdown
+
+
 def test_resume_generates_only_the_missing_answers(small_run, tmp_path, monkeypatch):
     config, report = small_run
     out = tmp_path / "resumed"
@@ -319,6 +351,8 @@ def test_an_artifact_trained_on_the_scored_questions_is_refused(tmp_path, vellma
     pattern = rf"--embedder {embedder}: trained on \d+ of the \d+ questions.*seed 1.*val_fraction 0.25.*split val, split_seed 0"
     with pytest.raises(ValueError, match=pattern):
         run_eval(config, progress=False)
+    with pytest.raises(ValueError, match=pattern):  # scored on its ranking alone, it is checked all the same
+        run_eval(config.override({"retrievers": ("none",), "ranking_only": ("dense-ft",)}), progress=False)
     run_eval(config.override({"split_seed": 1}), progress=False)  # the split it was trained with: no overlap
 
 

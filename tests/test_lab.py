@@ -76,7 +76,7 @@ def test_cross_validated_eval_scores_every_question_once_by_the_fold_that_never_
     # The adapters trained with one retrieved passage in their prompts, so they are scored with one.
     settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), index=str(vellmar_index), retrievers=("bm25",),
                           generators=("base", "lora"), folds=FOLDS, adapter=str(fold_adapters / "fold-{fold}" / "lora"),
-                          limit=8, probe="", rag=Config(k=1, max_new_tokens=8))
+                          limit=8, probe="", rag=Config(k=1, max_new_tokens=8), ranking_only=("dense",))
     report = run_eval(settings, progress=False)
 
     chosen = {q.qid: q.item.question for q in select(load_qa(QA_FILE), limit=8)}
@@ -94,6 +94,8 @@ def test_cross_validated_eval_scores_every_question_once_by_the_fold_that_never_
         assert question_fingerprint(p.question) not in trained_on[p.fold]
     lora = next(s for s in report.combinations if s.combination == "bm25+lora")
     assert lora.questions == 8 and set(lora.f1_by_fold) == {0, 1}
+    # Each ranking is pooled over the folds: as many questions with gold chunks as the answered combination scored.
+    assert [(s.retriever, s.questions) for s in report.retrieval] == [("bm25", lora.retrieval_questions), ("dense", lora.retrieval_questions)]
     assert "## Across the 2 folds" in (Path(settings.out) / "report.md").read_text()
     assert {a.path for a in report.artifacts} == {str(fold_adapters / f"fold-{fold}" / "lora") for fold in range(FOLDS)}
 

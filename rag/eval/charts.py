@@ -49,11 +49,8 @@ def quality_vs_cost(report: Report, path: Path) -> None:
 
 
 def recall_curves(report: Report, path: Path) -> None:
-    """Recall@k for k = 1..K, one line per retriever (retrieval does not depend on the generator)."""
-    curves = {}
-    for s in report.combinations:
-        if s.recall and s.retriever not in curves:
-            curves[s.retriever] = s.recall
+    """Recall@k for k = 1..K, one line per ranking retriever, those scored on their ranking alone included."""
+    curves = {s.retriever: s.recall for s in report.retrieval}
     figure, axes = plt.subplots(figsize=(7, 5))
     for name, recall in curves.items():
         axes.plot(range(1, len(recall) + 1), recall, marker="o", label=name)

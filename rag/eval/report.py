@@ -96,6 +96,35 @@ class CombinationScore:
 
 
 @dataclass(frozen=True)
+class Ranking:
+    """One retriever's rankings of the scored questions (pooled over the folds under ``--folds``)."""
+
+    retriever: str
+    answered: bool  # crossed with the generators; False: --ranking-only
+    ranked: dict[str, list[int]]  # qid -> chunk ids, best first, up to the eval k
+    relevant: dict[str, list[int]]  # qid -> gold chunk ids (questions without any are left out of the metrics)
+    search_seconds: float  # searching them all
+
+    def merged(self, other: Ranking) -> Ranking:
+        """This ranking and another fold's, as one."""
+        return dataclasses.replace(self, ranked=self.ranked | other.ranked, relevant=self.relevant | other.relevant,
+                                   search_seconds=self.search_seconds + other.search_seconds)
+
+
+@dataclass(frozen=True)
+class RetrieverScore:
+    """A retriever's ranking quality over every question with gold chunks, whether or not answers were made with it."""
+
+    retriever: str
+    answered: bool
+    questions: int  # questions with gold chunks
+    recall: list[float]  # recall@1..k
+    mrr: Interval  # MRR@k with its bootstrap 95% interval
+    ndcg: float  # nDCG@k
+    search_ms: float  # per question
+
+
+@dataclass(frozen=True)
 class ProbeScore:
     """A generator's closed-book score on the general-knowledge probe (forgetting after fine-tuning)."""
 
@@ -113,7 +142,7 @@ class Comparison:
     factor: str  # a key of FACTOR_LABELS: "retrieval" (a retriever vs closed book, same generator), "fine-tuning" (vs base, same retriever)...
     a: str
     b: str
-    difference: Interval  # mean paired F1(a) - F1(b) and its bootstrap 95% interval
+    difference: Interval  # mean paired F1(a) - F1(b) (MRR for a retrieval comparison) and its bootstrap 95% interval
     p_value: float  # paired randomization test
     adjusted_p_value: float  # Holm-adjusted over every comparison of the verdict
     outcome: str  # "clearly beats" | "clearly loses to" | "within noise of"
@@ -144,6 +173,9 @@ class Report:
     questions_by_kind: dict[str, int]  # answerable questions per kind
     notes: list[str]  # checks that could not be made, e.g. an artifact without a record of its training questions
     models: list[ModelCost] = dataclasses.field(default_factory=list)  # the generator models' costs
+    retrieval: list[RetrieverScore] = dataclasses.field(default_factory=list)  # every ranking retriever, answered or not
+    # One factor of retrieval at a time, on per-question MRR: the fine-tuned embedder against the one it started from.
+    retrieval_comparisons: list[Comparison] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -287,9 +319,9 @@ def compare(pairs: list[tuple[str, str, str]], f1: PerQuestion, resample: dict) 
     ]
 
 
-def _comparison_line(c: Comparison) -> str:
+def _comparison_line(c: Comparison, metric: str = "F1") -> str:
     return (
-        f"{c.a} {c.outcome} {c.b}: F1 difference {c.difference.mean:+.3f}, paired 95% CI {c.difference.low:+.3f} to "
+        f"{c.a} {c.outcome} {c.b}: {metric} difference {c.difference.mean:+.3f}, paired 95% CI {c.difference.low:+.3f} to "
         f"{c.difference.high:+.3f}, Holm-adjusted p {c.adjusted_p_value:.3f}"
     )
 
@@ -339,6 +371,31 @@ def verdict(
     return Verdict(best.combination, cheapest.combination, [s.combination for s in within], comparisons, COST_ORDER, summary)
 
 
+# (factor, a, b) of the retrieval comparisons: one thing changed between a and b.
+RETRIEVAL_PAIRS = (("embedder fine-tuning", "dense-ft", "dense"),)
+
+
+def score_retrieval(rankings: list[Ranking], settings: EvalConfig) -> tuple[list[RetrieverScore], list[Comparison]]:
+    """Recall@1..k, MRR@k (with its interval) and nDCG@k of each retriever over its questions with gold chunks, and
+    :data:`RETRIEVAL_PAIRS` compared on paired per-question MRR, Holm-adjusted among themselves."""
+    resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
+    k, scores, mrr = settings.k, [], {}
+    for ranking in rankings:
+        gold = {qid: relevant for qid, relevant in ranking.relevant.items() if relevant and qid in ranking.ranked}
+        if not gold:
+            continue
+        mrr[ranking.retriever] = {qid: mrr_at_k(ranking.ranked[qid], relevant, k) for qid, relevant in gold.items()}
+        scores.append(RetrieverScore(
+            ranking.retriever, ranking.answered, len(gold),
+            [_mean([recall_at_k(ranking.ranked[qid], relevant, cutoff) for qid, relevant in gold.items()]) for cutoff in range(1, k + 1)],
+            bootstrap_ci(list(mrr[ranking.retriever].values()), **resample),
+            _mean([ndcg_at_k(ranking.ranked[qid], relevant, k) for qid, relevant in gold.items()]),
+            1000 * ranking.search_seconds / len(ranking.ranked),
+        ))
+    pairs = [(factor, a, b) for factor, a, b in RETRIEVAL_PAIRS if a in mrr and b in mrr]
+    return scores, compare(pairs, mrr, resample)
+
+
 def score_probe(predictions: list[Prediction], generators: list[GeneratorSpec], settings: EvalConfig) -> list[ProbeScore]:
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
     by_generator = {g.name: [p for p in predictions if p.suite == "probe" and p.generator == g.name] for g in generators}
@@ -372,10 +429,12 @@ def build_report(
     notes: list[str] | None = None,
     models: dict[str, ModelCost] | None = None,
     artifacts: list[Artifact] | None = None,
+    rankings: list[Ranking] | None = None,
 ) -> Report:
     """Scores for this run's combinations over this run's question and probe ids; other lines are ignored.
 
     ``artifacts``: every artifact scored (each fold's under ``--folds``); default, those of the specs.
+    ``rankings``: every ranking retriever's results, scored in the report's retrieval section.
     """
     predictions = [p for p in predictions if p.qid in (questions if p.suite == "qa" else probes)]
     scores = []
@@ -392,6 +451,10 @@ def build_report(
     kinds = {p.qid: p.kind for p in predictions if p.suite == "qa" and p.answers and p.kind}
     f1 = _per_question_f1([p for p in predictions if p.suite == "qa"], key=lambda p: p.combination)
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
+    answers_verdict = verdict(scores, f1, fine_tuned, resample, frozenset(g.name for g in generators if g.closed_book_only),
+                              {g.name: g.prompt_factor for g in generators if g.prompt_factor})
+    retrieval, retrieval_comparisons = score_retrieval(rankings or [], settings)
+    retrieval_lines = [f"{c.factor.capitalize()} (MRR@{settings.k}): {_comparison_line(c, 'MRR')}." for c in retrieval_comparisons]
     return Report(
         settings,
         len(questions),
@@ -399,8 +462,7 @@ def build_report(
         score_probe(predictions, generators, settings),
         skipped,
         artifacts,
-        verdict(scores, f1, fine_tuned, resample, frozenset(g.name for g in generators if g.closed_book_only),
-                {g.name: g.prompt_factor for g in generators if g.prompt_factor}),
+        dataclasses.replace(answers_verdict, summary=answers_verdict.summary + retrieval_lines),
         round(wall_seconds, 1),
         round(sum(p.latency_s for p in predictions if p.generator in planned_generators), 1),
         None if gold is None else {"holding_answer": gold.holding_answer, "whole_document": gold.whole_document,
@@ -408,6 +470,8 @@ def build_report(
         dict(sorted(Counter(kinds.values()).items())),
         list(notes or []),
         [cost for model, cost in (models or {}).items() if model in {g.config.generator for g in generators}],
+        retrieval,
+        retrieval_comparisons,
     )
 
 
@@ -479,6 +543,42 @@ def _table(scores: list[CombinationScore], k: int) -> list[str]:
     return lines
 
 
+def _comparison_rows(comparisons: list[Comparison]) -> list[str]:
+    return [
+        f"| {c.factor} | {c.a} | {c.b} | {_signed_interval(c.difference)} | {c.p_value:.4f} | {c.adjusted_p_value:.4f} | a {c.outcome} b |"
+        for c in comparisons
+    ]
+
+
+def _retrieval_section(report: Report) -> list[str]:
+    """Every ranking retriever's quality, those scored on their ranking alone (``--ranking-only``) included."""
+    if not report.retrieval:
+        return []
+    k = report.settings.k
+    cutoffs = [n for n in RECALL_COLUMNS if n <= k]
+    lines = [
+        "", "## Retrieval", "",
+        "Every ranking retriever over the questions with gold chunks, whether answers were generated with it (Answers: "
+        "yes) or it was scored on its ranking alone (`--ranking-only`); MRR with its 95% bootstrap interval; search time "
+        "per question, the query embedding included.", "",
+        "| Retriever | Answers | Questions | " + " | ".join(f"R@{n}" for n in cutoffs) + f" | MRR@{k} (95% CI) | nDCG@{k} | Search ms |",
+        "|---" * (len(cutoffs) + 6) + "|",
+    ]
+    lines += [
+        f"| {s.retriever} | {'yes' if s.answered else 'no'} | {s.questions} | " + " | ".join(f"{s.recall[n - 1]:.3f}" for n in cutoffs)
+        + f" | {_interval(s.mrr)} | {s.ndcg:.3f} | {s.search_ms:.1f} |"
+        for s in report.retrieval
+    ]
+    if report.retrieval_comparisons:
+        lines += [
+            "", f"Paired per-question MRR@{k} difference (a - b), p from a paired randomization test, Holm-adjusted over "
+            f"these {len(report.retrieval_comparisons)} rows:", "",
+            "| Factor | a | b | MRR difference (paired 95% CI) | p | Holm p | Outcome |", "|---|---|---|---|---|---|---|",
+            *_comparison_rows(report.retrieval_comparisons),
+        ]
+    return lines
+
+
 def render_markdown(report: Report) -> str:
     settings = report.settings
     lines = [
@@ -511,6 +611,7 @@ def render_markdown(report: Report) -> str:
         "columns give the generator model's parameters, its load time from the cached float weights and its greedy "
         "decoding speed after a one-token prompt (measured when this run or an earlier one into this folder loaded it).",
     ]
+    lines += _retrieval_section(report)
     if report.verdict.comparisons:
         lines += [
             "", "## One factor at a time", "",
@@ -518,11 +619,7 @@ def render_markdown(report: Report) -> str:
             f"paired randomization test, Holm-adjusted over all {len(report.verdict.comparisons)} rows.", "",
             "| Factor | a | b | F1 difference (paired 95% CI) | p | Holm p | Outcome |", "|---|---|---|---|---|---|---|",
         ]
-        lines += [
-            f"| {c.factor} | {c.a} | {c.b} | {_signed_interval(c.difference)} | {c.p_value:.4f} | {c.adjusted_p_value:.4f} | "
-            f"a {c.outcome} b |"
-            for c in report.verdict.comparisons
-        ]
+        lines += _comparison_rows(report.verdict.comparisons)
     if settings.folds:
         folds = range(settings.folds)
         lines += [

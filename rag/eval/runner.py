@@ -36,10 +36,10 @@ from rag.eval.charts import write_charts
 from rag.eval.config import ARTIFACT_FIELDS, FOLD_PLACEHOLDER, EvalConfig
 from rag.eval.dataset import Question, gold_chunk_ids, select, write_qa_corpus
 from rag.eval.metrics import abstained, exact_match, groundedness, token_f1
-from rag.eval.plan import plan
+from rag.eval.plan import plan, ranking_only
 from rag.eval.predictions import Prediction, PredictionLog
 from rag.eval.throughput import ModelCost, load_measured
-from rag.eval.report import Report, build_report, write_report
+from rag.eval.report import Ranking, Report, build_report, write_report
 from rag.eval.variants import NO_RETRIEVAL, GeneratorSpec, RetrieverSpec
 from rag.generate import Generation, Generator
 from rag.index import Index
@@ -77,10 +77,16 @@ class Part:
     questions: list[Question]
     probes: list[Question]
     indexes: dict[bool, Index]
+    ranking_only: list[RetrieverSpec]  # scored on their ranking alone
 
     @property
     def artifacts(self) -> list[Artifact]:
-        return [spec.artifact for spec in [*self.retrievers, *self.generators] if spec.artifact]
+        return [spec.artifact for spec in [*self.retrievers, *self.ranking_only, *self.generators] if spec.artifact]
+
+    @property
+    def ranking(self) -> list[RetrieverSpec]:
+        """Every retriever whose ranking is scored: the ranking ones crossed with generators, then the ranking-only ones."""
+        return [spec for spec in self.retrievers if spec.ranked] + self.ranking_only
 
     @property
     def label(self) -> str:
@@ -312,6 +318,19 @@ def check_fold_paths(settings: EvalConfig) -> None:
                                  f"{FOLD_PLACEHOLDER}, e.g. runs/fold-{FOLD_PLACEHOLDER}/{Path(path).name}")
 
 
+def rank_all(parts: list[Part], settings: EvalConfig) -> list[Ranking]:
+    """Every ranking retriever's results for every question, each fold's by that fold's index (searches are cheap:
+    they are rerun rather than resumed)."""
+    rankings: dict[str, Ranking] = {}
+    for part in parts:
+        for spec in part.ranking:
+            run = retrieve_all(spec, part.indexes, part.questions, settings)
+            ranked = {qid: [hit.chunk_id for hit in hits[: settings.k]] for qid, hits in run.hits.items()}
+            found = Ranking(spec.name, spec not in part.ranking_only, ranked, run.relevant, run.seconds_per_question * len(part.questions))
+            rankings[spec.name] = rankings[spec.name].merged(found) if spec.name in rankings else found
+    return list(rankings.values())
+
+
 def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
     """Evaluate every planned combination (resuming from OUT/predictions.jsonl) and write the report."""
     began = time.perf_counter()
@@ -331,11 +350,12 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
     probing = settings.probe and any(g.fine_tuned for g in generators)
     probes = select(load_qa(settings.probe), limit=settings.limit, seed=settings.seed, prefix="p") if probing else []
     in_fold = lambda question, fold: fold is None or fold_of(question.item.question, settings.folds, settings.split_seed) == fold  # noqa: E731
-    parts = [
-        Part(fold, fold_retrievers, fold_generators, [q for q in questions if in_fold(q, fold)], [q for q in probes if in_fold(q, fold)],
-             open_indexes(fold_settings, fold_retrievers, out, fold))
-        for fold, fold_settings, (fold_retrievers, fold_generators, _) in plans
-    ]
+    parts = []
+    for fold, fold_settings, (fold_retrievers, fold_generators, _) in plans:
+        fold_ranking_only = ranking_only(fold_settings, fold_retrievers)
+        parts.append(Part(fold, fold_retrievers, fold_generators, [q for q in questions if in_fold(q, fold)],
+                          [q for q in probes if in_fold(q, fold)],
+                          open_indexes(fold_settings, fold_retrievers + fold_ranking_only, out, fold), fold_ranking_only))
     notes = [note for part in parts for note in check_leakage(part.artifacts, part.questions, settings, part.fold)]
     fingerprints = {}
     for part in parts:
@@ -380,7 +400,7 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
     report = build_report(
         log.predictions, settings, retrievers, generators,
         {q.qid for q in questions}, {q.qid for q in probes}, skipped, time.perf_counter() - began, gold, notes, costs,
-        artifacts=[artifact for part in parts for artifact in part.artifacts],
+        artifacts=[artifact for part in parts for artifact in part.artifacts], rankings=rank_all(parts, settings),
     )
     write_report(report, out)
     write_charts(report, out)
