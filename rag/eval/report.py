@@ -572,7 +572,7 @@ def _retrieval_section(report: Report) -> list[str]:
     if report.retrieval_comparisons:
         lines += [
             "", f"Paired per-question MRR@{k} difference (a - b), p from a paired randomization test, Holm-adjusted over "
-            f"these {len(report.retrieval_comparisons)} rows:", "",
+            "the rows of this table:", "",
             "| Factor | a | b | MRR difference (paired 95% CI) | p | Holm p | Outcome |", "|---|---|---|---|---|---|---|",
             *_comparison_rows(report.retrieval_comparisons),
         ]
