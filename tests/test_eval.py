@@ -13,8 +13,7 @@ import sys
 import pytest
 from conftest import CORPUS, QA_FILE, ROOT
 
-from rag import Config
-from rag import Retriever
+from rag import Config, Retriever
 from rag.eval import EvalConfig, plan, run_eval, throughput
 from rag.eval.plan import ranking_only
 from rag.eval.dataset import gold_chunk_ids, select, write_qa_corpus

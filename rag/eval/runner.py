@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -318,14 +319,14 @@ def check_fold_paths(settings: EvalConfig) -> None:
                                  f"{FOLD_PLACEHOLDER}, e.g. runs/fold-{FOLD_PLACEHOLDER}/{Path(path).name}")
 
 
-def rank_all(parts: list[Part], settings: EvalConfig) -> list[Ranking]:
-    """Every ranking retriever's results for every question, each fold's by that fold's index (searches are cheap:
-    they are rerun rather than resumed)."""
+def rank_all(parts: list[Part], search: Callable[[Part, RetrieverSpec], RetrievalRun], k: int) -> list[Ranking]:
+    """Every ranking retriever's results for every question up to ``k``, each fold's by that fold's index (``search``:
+    the run's searches, made once for the answers and the rankings; cheap, so rerun rather than resumed)."""
     rankings: dict[str, Ranking] = {}
     for part in parts:
         for spec in part.ranking:
-            run = retrieve_all(spec, part.indexes, part.questions, settings)
-            ranked = {qid: [hit.chunk_id for hit in hits[: settings.k]] for qid, hits in run.hits.items()}
+            run = search(part, spec)
+            ranked = {qid: [hit.chunk_id for hit in hits[:k]] for qid, hits in run.hits.items()}
             found = Ranking(spec.name, spec not in part.ranking_only, ranked, run.relevant, run.seconds_per_question * len(part.questions))
             rankings[spec.name] = rankings[spec.name].merged(found) if spec.name in rankings else found
     return list(rankings.values())
@@ -371,8 +372,15 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
     # The query embedder of the main index, to score sentences for the variants that keep only those.
     sentences = parts[0].indexes and any(spec.config.context == "sentences" for spec in generators)
     sentence_embedder = load_embedder(for_index(parts[0].indexes[False].manifest, settings.rag)) if sentences else None
+    searches: dict[tuple[int | None, str], RetrievalRun] = {}
+
+    def search(part: Part, retriever: RetrieverSpec) -> RetrievalRun:
+        """``retriever``'s results for ``part``'s questions, searched once for every generator and the rankings."""
+        if (part.fold, retriever.name) not in searches:
+            searches[part.fold, retriever.name] = retrieve_all(retriever, part.indexes, part.questions, settings)
+        return searches[part.fold, retriever.name]
+
     for part in parts:
-        retrieval: dict[str, RetrievalRun] = {}
         for spec in part.generators:
             retrievers_of_spec = [r for r in part.retrievers if spec.crosses(r)]
             pending = [(r, [q for q in part.questions if ("qa", f"{r.name}+{spec.name}", q.qid) not in log.done]) for r in retrievers_of_spec]
@@ -391,16 +399,14 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
             generator = Generator(loaded.model, loaded.tokenizer, spec.config)  # same weights, this variant's prompt config
             for retriever, todo in pending:
                 if todo:
-                    if retriever.name not in retrieval:
-                        retrieval[retriever.name] = retrieve_all(retriever, part.indexes, part.questions, settings)
-                    answer_questions(log, "qa", retriever, spec, generator, todo, retrieval[retriever.name], progress, sentence_embedder, part.fold)
+                    answer_questions(log, "qa", retriever, spec, generator, todo, search(part, retriever), progress, sentence_embedder, part.fold)
             if pending_probes:
                 answer_questions(log, "probe", NO_RETRIEVAL, spec, generator, pending_probes, no_retrieval, progress, fold=part.fold)
 
     report = build_report(
         log.predictions, settings, retrievers, generators,
         {q.qid for q in questions}, {q.qid for q in probes}, skipped, time.perf_counter() - began, gold, notes, costs,
-        artifacts=[artifact for part in parts for artifact in part.artifacts], rankings=rank_all(parts, settings),
+        artifacts=[artifact for part in parts for artifact in part.artifacts], rankings=rank_all(parts, search, settings.k),
     )
     write_report(report, out)
     write_charts(report, out)
