@@ -79,8 +79,9 @@ EVAL_FLAG_full := --generator
 EVAL_FLAG_lora-cb := --closed-book-adapter
 EVAL_FLAG_full-cb := --closed-book-generator
 EVAL_FLAG_scratch := --scratch-generator
-FOLD_NUMBERS = $(shell seq 0 $$(($(FOLDS) - 1)))
-LAB_TARGETS = $(foreach fold,$(FOLD_NUMBERS),$(foreach arm,$(LAB_ARMS),$(LAB_RUNS_DIR)/fold-$(fold)/$(arm)/run.json))
+# $(call fold_targets,FOLDS,ARMS,RUNS_DIR): RUNS_DIR/fold-I/ARM/run.json for every fold and arm
+fold_targets = $(foreach fold,$(shell seq 0 $$(($(1) - 1))),$(foreach arm,$(2),$(3)/fold-$(fold)/$(arm)/run.json))
+LAB_TARGETS = $(call fold_targets,$(FOLDS),$(LAB_ARMS),$(LAB_RUNS_DIR))
 # The embedder arm is scored as the retriever dense-ft, every other arm as the generator of its name.
 LAB_EVAL = $(BIN)/python -m rag.eval --qa $(QA) --index $(INDEX) --folds $(FOLDS) --out $(LAB_REPORT) \
 	--retrievers $(LAB_RETRIEVERS) --ranking-only $(LAB_RANKING_ONLY) \
@@ -88,6 +89,9 @@ LAB_EVAL = $(BIN)/python -m rag.eval --qa $(QA) --index $(INDEX) --folds $(FOLDS
 	--set k=$(LAB_K) $(foreach arm,$(LAB_ARMS),$(EVAL_FLAG_$(arm)) '$(LAB_RUNS_DIR)/fold-{fold}/$(arm)') $(EVAL_FLAGS)
 # Run a step, then print how long it took.
 timed = start=$$(date +%s); $(1) && echo "== $(2): $$(($$(date +%s) - start)) s"
+# In a fold target's recipe ($* is fold-I/ARM): $(call fold_finetune,MODE FLAGS,QA,INDEX,FOLDS,RUNS_DIR,MORE FLAGS)
+fold_finetune = $(call timed,$(BIN)/python -m rag.finetune $(1) --qa $(2) --index $(3) --folds $(4) \
+	--fold $(patsubst fold-%/,%,$(dir $*)) --out $(5)/$* --resume $(6),$*)
 
 lab: setup
 	@$(call timed,$(BIN)/python -m rag.ingest corpora/vellmar --index $(INDEX),ingest)
@@ -96,8 +100,7 @@ lab: setup
 
 # $* is fold-I/ARM
 $(LAB_RUNS_DIR)/%/run.json: $(QA)
-	@$(call timed,$(BIN)/python -m rag.finetune $(MODE_$(notdir $*)) --qa $(QA) --index $(INDEX) --folds $(FOLDS) \
-		--fold $(patsubst fold-%/,%,$(dir $*)) --out $(LAB_RUNS_DIR)/$* --resume $(TRAIN_FLAGS),$*)
+	@$(call fold_finetune,$(MODE_$(notdir $*)),$(QA),$(INDEX),$(FOLDS),$(LAB_RUNS_DIR),$(TRAIN_FLAGS))
 
 # The French lab (#12): the user's seed documents, both generator models, cross-validated like make lab. Each fold
 # trains a French embedder (dense-ft) and a LoRA adapter from each model on the other folds' questions.
@@ -111,7 +114,7 @@ FR_ARMS := embedder lora-smollm2 lora-gemma
 FR_MODE_embedder := embeddings
 FR_MODE_lora-smollm2 := lora
 FR_MODE_lora-gemma := lora --set generator=$(GEMMA)
-FR_TARGETS = $(foreach fold,$(shell seq 0 $$(($(FR_FOLDS) - 1))),$(foreach arm,$(FR_ARMS),$(FR_RUNS_DIR)/fold-$(fold)/$(arm)/run.json))
+FR_TARGETS = $(call fold_targets,$(FR_FOLDS),$(FR_ARMS),$(FR_RUNS_DIR))
 # Prompts of at most 768 tokens (two or three seed passages), in training and in the eval alike: they halve the
 # CPU time of both against the default 1,536. Answers are generated closed book and with BM25, which ranks the gold
 # passage first for 0.556 of the French questions; dense (the packaged MiniLM is English), hybrid and dense-ft are
@@ -130,8 +133,7 @@ lab-fr: setup
 
 # $* is fold-I/ARM (the longer pattern above, runs/%, matches too: make takes the one with the shorter stem)
 $(FR_RUNS_DIR)/%/run.json: $(FR_QA)
-	@$(call timed,$(BIN)/python -m rag.finetune $(FR_MODE_$(notdir $*)) --qa $(FR_QA) --index $(FR_INDEX) --folds $(FR_FOLDS) \
-		--fold $(patsubst fold-%/,%,$(dir $*)) --out $(FR_RUNS_DIR)/$* --resume $(FR_CONTEXT),$*)
+	@$(call fold_finetune,$(FR_MODE_$(notdir $*)),$(FR_QA),$(FR_INDEX),$(FR_FOLDS),$(FR_RUNS_DIR),$(FR_CONTEXT))
 
 bench: setup
 	$(BIN)/python bench/bench.py
