@@ -12,7 +12,10 @@ depend on file order and every stage (fine-tuning, eval) agrees on which
 questions were held out and never trained on. Cross-validation assigns each
 question to one of K folds the same way (:func:`fold_of`): ``rag.finetune
 --folds K --fold I`` trains on the other folds and ``rag.eval --folds K`` scores
-fold I's questions with that artifact only.
+fold I's questions with that artifact only. Both split per question by default;
+with ``split_by="document"`` (:data:`SPLIT_UNITS`) every question about the same
+document (:func:`document_of`: a SQuAD paragraph, else the source file) falls
+on the same side, so held-out questions are about documents no model trained on.
 
 Answers are compared after SQuAD normalization (Rajpurkar et al., 2016: lower
 case, no punctuation, no articles a/an/the, single spaces) and on word
@@ -115,6 +118,14 @@ def _load_squad(path: Path, text: str) -> list[QAItem]:
     if not items:
         raise ValueError(f"{path} holds no questions")
     return items
+
+
+SPLIT_UNITS = ("question", "document")  # what a split or a fold keeps on one side
+
+
+def document_of(item: QAItem) -> str:
+    """The document a question is about: its context passage (a SQuAD paragraph), else its source file, else itself."""
+    return item.context if item.context is not None else item.source or item.question
 
 
 def is_validation(question: str, val_fraction: float, seed: int) -> bool:

@@ -4,13 +4,18 @@ Fast tests: no generation. Each case is one that misled the eval before
 (the issue quotes them), and each would fail again if its fix were reverted.
 """
 
+import dataclasses
 import math
 
 import pytest
-from conftest import QA_FILE
+from conftest import QA_FILE, SHARED
 
 from rag import Config
-from rag.eval.dataset import gold_chunk_ids, select
+from rag.eval.artifacts import load_artifact
+from rag.eval.dataset import gold_chunk_ids, select, split_key
+from rag.eval.runner import check_leakage
+from rag.finetune.config import FinetuneConfig
+from rag.finetune.data import load_data
 from rag.eval.metrics import abstained, holm, paired_difference, paired_p_value, token_f1
 from rag.eval.predictions import Prediction
 from rag.eval.report import build_report
@@ -20,7 +25,7 @@ from rag.eval.artifacts import Artifact
 from rag.index import Index
 from rag.passage import Chunk
 from rag.prompt import answer_text, cited_numbers
-from rag.qa import GoldPassages, QAItem, load_qa
+from rag.qa import GoldPassages, QAItem, fold_split, load_qa, question_fingerprint
 
 # ---------------------------------------------------------------------------- gold passages
 
@@ -78,6 +83,64 @@ def test_gold_coverage_counts_questions_without_a_gold_chunk(vellmar_index):
     gold = gold_chunk_ids(index, select(items))
     assert (gold.holding_answer, gold.whole_document, gold.not_indexed) == (1, 1, 1)
     assert set(gold.relevant) == {"q00000", "q00001"}
+
+
+# ---------------------------------------------------------------------------- held-out documents (--split-by document)
+
+SQUAD = SHARED / "squad" / "notre-dame-train-v1.1.json"
+
+
+def squad_data(tmp_path, **fields):
+    return load_data(FinetuneConfig("lora", str(tmp_path / "lora"), qa=str(SQUAD), **fields))
+
+
+def seen_in_training(data) -> set[str]:
+    """The passages a generator run trains on: its examples' gold passages and its distractor and document pool."""
+    return {e.positive for e in data.train} | {p.text for p in data.corpus}
+
+
+@pytest.mark.parametrize("folds", [None, 3])
+def test_split_by_document_keeps_the_scored_questions_paragraphs_out_of_training(tmp_path, folds):
+    """The eval's held-out questions (val split, or fold 0) are the ones rag.finetune holds out, and no text of
+    their SQuAD paragraphs reaches training; split by question, their paragraphs are trained on."""
+    cross_validation = {"folds": folds, "fold": 0} if folds else {}
+    questions = select(load_qa(SQUAD), "all" if folds else "val", split_by="document")
+    scored = fold_split(questions, folds, 0, key=split_key("document"))[1] if folds else questions
+    scored_paragraphs = {q.item.context for q in scored}
+    by_document = squad_data(tmp_path, split_by="document", **cross_validation)
+    assert 0 < len(scored_paragraphs) < len({item.context for item in load_qa(SQUAD)})
+    assert not scored_paragraphs & seen_in_training(by_document)
+    assert not {e.positive for e in by_document.train} & {e.positive for e in by_document.val}
+    trained_or_validated = {e.query for e in by_document.train + by_document.val}
+    if folds:  # every other question is trained or validated on: the folds partition the set
+        assert trained_or_validated == {q.item.question for q in questions} - {q.item.question for q in scored}
+    else:
+        assert {e.query for e in by_document.val} == {q.item.question for q in scored}
+    assert scored_paragraphs & seen_in_training(squad_data(tmp_path, **cross_validation))
+
+
+def test_eval_by_document_refuses_an_artifact_trained_on_a_scored_questions_paragraph(tmp_path):
+    from rag.finetune.__main__ import main as finetune_main
+
+    fold_0 = fold_split(select(load_qa(SQUAD)), 2, 0, key=split_key("document"))[1]
+    settings = EvalConfig(str(SQUAD), str(tmp_path / "eval"), corpus_from_qa=True, folds=2, split_by="document")
+    artifacts = {}
+    for split_by in ("question", "document"):
+        out = tmp_path / split_by
+        assert finetune_main(["embeddings", "--qa", str(SQUAD), "--out", str(out), "--folds", "2", "--fold", "0",
+                              "--split-by", split_by, "--batch-size", "2", "--max-steps", "1", "--limit", "8"]) == 0
+        artifacts[split_by] = load_artifact("--embedder", str(out))
+    with pytest.raises(ValueError, match=r"trained on \d+ of the \d+ questions of fold 0 .*split by question"):
+        check_leakage([artifacts["question"]], fold_0, settings, fold=0)
+    # Without the questions it trained on, only their paragraphs are left in common: the document check refuses them.
+    trained = set(artifacts["question"].train_questions)
+    untrained = [q for q in fold_0 if question_fingerprint(q.item.question) not in trained]
+    with pytest.raises(ValueError, match=r"trained on \d+ of the \d+ documents of fold 0 .*--split-by document"):
+        check_leakage([artifacts["question"]], untrained, settings, fold=0)
+    assert check_leakage([artifacts["question"]], untrained, settings.override({"split_by": "question"}), fold=0) == []
+    assert check_leakage([artifacts["document"]], fold_0, settings, fold=0) == []
+    unrecorded = dataclasses.replace(artifacts["document"], train_documents=None)  # an artifact from before --split-by
+    assert "lists no training documents" in check_leakage([unrecorded], fold_0, settings, fold=0)[0]
 
 
 # ---------------------------------------------------------------------------- answers: extraction and abstention

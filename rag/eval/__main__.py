@@ -27,6 +27,7 @@ from rag.config import Config
 from rag.eval.config import PIPELINE_DEFAULTS, SPLITS, EvalConfig, load_matrix
 from rag.eval.runner import run_eval
 from rag.eval.variants import GENERATORS, RETRIEVERS
+from rag.qa import SPLIT_UNITS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(parser, EvalConfig, "--split-seed", type=int, help="the --seed the artifacts were trained with")
     option(parser, EvalConfig, "--folds", type=int, help="cross-validation: score each question with the artifacts of its "
            "fold (paths with {fold}, e.g. --adapter runs/fold-{fold}/lora, trained by rag.finetune --folds K --fold I)")
+    option(parser, EvalConfig, "--split-by", choices=SPLIT_UNITS, help="the --split-by the artifacts were trained with: "
+           "document scores questions about documents (SQuAD paragraphs, source files) no artifact trained on")
     option(parser, EvalConfig, "--seed", type=int, help="seed of the --limit sample and the bootstrap")
     option(parser, EvalConfig, "--k", type=int, help="retrieval metrics at 1..K; passages in the prompt: --set k=N")
     option(parser, EvalConfig, "--probe", help="general-knowledge probe JSONL for forgetting ('' to skip)")

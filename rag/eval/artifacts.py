@@ -34,10 +34,12 @@ class Artifact:
     base_model: str | None = None  # the model it was trained from (run.json), None if unrecorded
     folds: int | None = None  # cross-validation: trained on every fold of folds but fold
     fold: int | None = None
+    train_documents: tuple[str, ...] | None = None  # rag.qa.question_fingerprint of its training examples' documents
+    split_by: str = "question"  # rag.finetune --split-by
 
     def describe_split(self) -> str:
         folds = f", folds {self.folds}, fold {self.fold}" if self.folds is not None else ""
-        return f"seed {self.seed}, val_fraction {self.val_fraction}{folds}"
+        return f"seed {self.seed}, val_fraction {self.val_fraction}{folds}, split by {self.split_by}"
 
 
 def artifact_flag(name: str) -> str:
@@ -84,11 +86,12 @@ def load_artifact(flag: str, path: str) -> Artifact:
         raise ValueError(f"{flag} {path}: trained with --objective {hyperparameters['objective']}, not for closed-book "
                          f"answering; make one with `{command}`")
     size = run.get("artifact_bytes") or folder_bytes(folder)
-    trained_on = run.get("train_questions")
+    trained_on, documents = run.get("train_questions"), run.get("train_documents")
     return Artifact(
         flag, str(folder), run.get("mode"), run.get("wall_seconds"), run.get("trainable_params"), size,
         tuple(sorted(trained_on)) if trained_on is not None else None,
         run.get("seed"), hyperparameters.get("val_fraction"), fingerprint, run.get("base_model"), run.get("folds"), run.get("fold"),
+        tuple(documents) if documents is not None else None, hyperparameters.get("split_by", "question"),
     )
 
 

@@ -61,6 +61,7 @@ class EvalConfig:
     # Cross-validation: each question is scored once, with fold rag.qa.fold_of(question, folds, split_seed)'s
     # artifacts, named by artifact paths holding FOLD_PLACEHOLDER (runs/fold-{fold}/lora); None: one split.
     folds: int | None = None
+    split_by: str = "question"  # rag.finetune --split-by of the artifacts scored: question, or document (rag.qa.SPLIT_UNITS)
     seed: int = 0  # for the --limit sample and the bootstrap
     k: int = 10  # retrieval metrics at 1..k; the prompt gets the rag config's k passages
     probe: str = str(PROBE_FILE)  # general-knowledge questions for forgetting; "" skips the probe

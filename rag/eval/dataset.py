@@ -21,11 +21,12 @@ answer only. :class:`GoldChunks` counts each case, for the report.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rag.index import Index
-from rag.qa import GoldPassages, QAItem, split
+from rag.qa import GoldPassages, QAItem, document_of, split
 
 
 @dataclass(frozen=True)
@@ -42,16 +43,22 @@ def select(
     prefix: str = "q",
     val_fraction: float = 0.25,
     split_seed: int = 0,
+    split_by: str = "question",
 ) -> list[Question]:
     """The questions to evaluate: the ``split_name`` part (the split rag.finetune makes), then a seeded sample."""
     questions = [Question(f"{prefix}{number:05d}", item) for number, item in enumerate(items)]
     if split_name != "all":
         # rag.finetune --seed S --val-fraction F trains on the train part of this same call.
-        train, val = split(questions, val_fraction, split_seed, key=lambda question: question.item.question)
+        train, val = split(questions, val_fraction, split_seed, key=split_key(split_by))
         questions = val if split_name == "val" else train
     if limit is not None and limit < len(questions):
         questions = sorted(_stratified_sample(questions, limit, random.Random(seed)), key=lambda question: question.qid)
     return questions
+
+
+def split_key(split_by: str) -> Callable[[Question], str]:
+    """What rag.finetune --split-by ``split_by`` splits a question by: its text, or its document (rag.qa.document_of)."""
+    return (lambda question: document_of(question.item)) if split_by == "document" else (lambda question: question.item.question)
 
 
 def _stratified_sample(questions: list[Question], size: int, rng: random.Random) -> list[Question]:

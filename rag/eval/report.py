@@ -586,6 +586,7 @@ def render_markdown(report: Report) -> str:
         "",
         f"QA set `{settings.qa}` ("
         + (f"{settings.folds}-fold cross-validation" if settings.folds else f"{settings.split} split")
+        + (" by document: no model trained on a scored question's document" if settings.split_by == "document" else "")
         + f", {report.questions} questions"
         + (f", seeded sample of {settings.limit}" if settings.limit else "")
         + f"); {len(report.combinations)} combinations; {report.answer_seconds:.0f} s spent answering "

@@ -35,7 +35,7 @@ from rag.embed import for_index, load_embedder
 from rag.eval.artifacts import Artifact, artifact_flag, given_folders
 from rag.eval.charts import write_charts
 from rag.eval.config import ARTIFACT_FIELDS, FOLD_PLACEHOLDER, EvalConfig
-from rag.eval.dataset import Question, gold_chunk_ids, select, write_qa_corpus
+from rag.eval.dataset import Question, gold_chunk_ids, select, split_key, write_qa_corpus
 from rag.eval.metrics import abstained, exact_match, groundedness, token_f1
 from rag.eval.plan import plan, ranking_only
 from rag.eval.predictions import Prediction, PredictionLog
@@ -47,7 +47,7 @@ from rag.index import Index
 from rag.ingest import ingest  # the eval is an entry point: it builds the indexes it scores
 from rag.language import resolve_language
 from rag.prompt import Prompt, answer_text, build_prompt, load_few_shot
-from rag.qa import fold_of, load_qa, question_fingerprint
+from rag.qa import document_of, fold_split, load_qa, question_fingerprint
 from rag.retrieve import Retrieved, Retriever
 from rag.runtime import atomic_write_text, peak_rss_mb
 
@@ -136,31 +136,38 @@ def check_resumable(out: Path, settings: EvalConfig, fingerprints: dict[str, str
 
 
 def check_leakage(artifacts: list[Artifact], questions: list[Question], settings: EvalConfig, fold: int | None = None) -> list[str]:
-    """Refuse an artifact trained on a question it would score; notes on the artifacts that cannot be checked.
+    """Refuse an artifact trained on a question it would score (under ``--split-by document``, on a question's
+    document); notes on the artifacts that cannot be checked.
 
     ``questions`` are those the artifacts score: all of this run's, or under ``--folds`` fold ``fold``'s.
     """
-    scored = {question_fingerprint(q.item.question) for q in questions}
+    scored = {"questions": {question_fingerprint(q.item.question) for q in questions}}
+    if settings.split_by == "document":
+        scored["documents"] = {question_fingerprint(document_of(q.item)) for q in questions}
     notes = []
     for artifact in artifacts:
-        if artifact.train_questions is None:
-            notes.append(f"{artifact.flag} {artifact.path}: its run.json lists no training questions, so it was not "
-                         "checked for leakage (train it with python -m rag.finetune to record them)")
-            continue
-        overlap = scored.intersection(artifact.train_questions)
-        if overlap and fold is not None:
+        trained = {"questions": artifact.train_questions, "documents": artifact.train_documents}
+        for unit, fingerprints in scored.items():
+            if trained[unit] is None:
+                notes.append(f"{artifact.flag} {artifact.path}: its run.json lists no training {unit}, so it was not "
+                             f"checked for leakage of {unit} (train it again with python -m rag.finetune to record them)")
+                continue
+            overlap = fingerprints.intersection(trained[unit])
+            if not overlap:
+                continue
+            trained_on = f"{artifact.flag} {artifact.path}: trained on {len(overlap)} of the {len(fingerprints)} {unit}"
+            split_by = f" --split-by {settings.split_by}" if settings.split_by != "question" else ""
+            if fold is not None:
+                raise ValueError(
+                    f"{trained_on} of fold {fold} it would score (it split with {artifact.describe_split()}; this eval: "
+                    f"folds {settings.folds}, split_seed {settings.split_seed}, split by {settings.split_by}); train it "
+                    f"with python -m rag.finetune --folds {settings.folds} --fold {fold} --seed {settings.split_seed}{split_by}"
+                )
             raise ValueError(
-                f"{artifact.flag} {artifact.path}: trained on {len(overlap)} of the {len(scored)} questions of fold {fold} "
-                f"it would score (it split with {artifact.describe_split()}; this eval: folds {settings.folds}, "
-                f"split_seed {settings.split_seed}); train it with python -m rag.finetune --folds {settings.folds} "
-                f"--fold {fold} --seed {settings.split_seed}"
-            )
-        if overlap:
-            raise ValueError(
-                f"{artifact.flag} {artifact.path}: trained on {len(overlap)} of the {len(scored)} questions this eval "
-                f"scores (it split with {artifact.describe_split()}; this eval: split {settings.split}, split_seed "
-                f"{settings.split_seed}, val_fraction {settings.val_fraction}); score the questions it held out with "
-                f"--split val --split-seed {artifact.seed} --val-fraction {artifact.val_fraction}"
+                f"{trained_on} this eval scores (it split with {artifact.describe_split()}; this eval: split {settings.split}, "
+                f"split_seed {settings.split_seed}, val_fraction {settings.val_fraction}, split by {settings.split_by}); score "
+                f"the questions it held out with --split val --split-seed {artifact.seed} --val-fraction "
+                f"{artifact.val_fraction} --split-by {artifact.split_by}"
             )
     return notes
 
@@ -345,17 +352,19 @@ def run_eval(settings: EvalConfig, *, progress: bool = True) -> Report:
     if settings.corpus_from_qa:
         items = write_qa_corpus(items, out / "corpus")
     questions = select(items, settings.split, settings.limit, settings.seed, val_fraction=settings.val_fraction,
-                       split_seed=settings.split_seed)
+                       split_seed=settings.split_seed, split_by=settings.split_by)
     if not questions:
         raise ValueError(f"no question of {settings.qa} is in --split {settings.split}; use --split all")
     probing = settings.probe and any(g.fine_tuned for g in generators)
     probes = select(load_qa(settings.probe), limit=settings.limit, seed=settings.seed, prefix="p") if probing else []
-    in_fold = lambda question, fold: fold is None or fold_of(question.item.question, settings.folds, settings.split_seed) == fold  # noqa: E731
+
+    def in_fold(scored: list[Question], fold: int | None) -> list[Question]:  # as rag.finetune --folds --fold leaves out
+        return scored if fold is None else fold_split(scored, settings.folds, fold, settings.split_seed, split_key(settings.split_by))[1]
+
     parts = []
     for fold, fold_settings, (fold_retrievers, fold_generators, _) in plans:
         fold_ranking_only = ranking_only(fold_settings, fold_retrievers)
-        parts.append(Part(fold, fold_retrievers, fold_generators, [q for q in questions if in_fold(q, fold)],
-                          [q for q in probes if in_fold(q, fold)],
+        parts.append(Part(fold, fold_retrievers, fold_generators, in_fold(questions, fold), in_fold(probes, fold),
                           open_indexes(fold_settings, fold_retrievers + fold_ranking_only, out, fold), fold_ranking_only))
     notes = [note for part in parts for note in check_leakage(part.artifacts, part.questions, settings, part.fold)]
     fingerprints = {}

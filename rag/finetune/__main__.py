@@ -25,6 +25,7 @@ from rag.cli_common import add_config_flags, config_from_args, given, run_cli
 from rag.cli_common import option as config_option
 from rag.finetune.config import MODE_DEFAULTS, OBJECTIVES, FinetuneConfig
 from rag.finetune.run import finetune
+from rag.qa import SPLIT_UNITS
 
 
 
@@ -55,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(data, "--seed", "split, folds, batch order and initialisation", type=int)
     option(data, "--folds", "cross-validation: split the questions into K folds (with --fold)", type=int)
     option(data, "--fold", "cross-validation: leave fold I out, for rag.eval --folds K to score", type=int)
+    option(data, "--split-by", "what the split and folds keep on one side: question, or document (a SQuAD paragraph, a "
+           "source file): the held-out questions are then about documents never trained on", choices=SPLIT_UNITS)
     training = parser.add_argument_group("training (unset: the mode's default, see rag/finetune/config.py)")
     option(training, "--epochs", type=int)
     option(training, "--lr", type=float)

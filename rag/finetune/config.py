@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from rag.config import check_minimums
+from rag.qa import SPLIT_UNITS
 
 
 CLOSED_BOOK_OBJECTIVE = "closed-book"  # the corpus, then questions without passages: to answer without retrieval
@@ -59,6 +60,9 @@ class FinetuneConfig:
     # rag.eval --folds scores with this artifact; the validation slice comes from the training folds.
     folds: int | None = None
     fold: int | None = None
+    # What the split and the folds keep on one side (rag.qa.SPLIT_UNITS): "document" holds out whole documents
+    # (SQuAD paragraphs, source files), so the held-out questions are about text the model never saw.
+    split_by: str = "question"
 
     # --- optimisation (None = the mode's default)
     epochs: int | None = None
@@ -106,6 +110,8 @@ class FinetuneConfig:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODE_DEFAULTS)}")
         if self.objective is not None and self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.split_by not in SPLIT_UNITS:
+            raise ValueError(f"unknown --split-by {self.split_by!r}; choose one of {', '.join(SPLIT_UNITS)}")
         if not 0 <= self.distractors <= 1:
             raise ValueError(f"--distractors is a fraction between 0 and 1, got {self.distractors}")
         names = ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every", "validate_every",

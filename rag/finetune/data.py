@@ -12,7 +12,11 @@ Three sources, one per flag:
 The split is :func:`rag.qa.split` on the question text, the same call the eval
 stage makes, so held-out questions are never trained on. With ``--folds K
 --fold I`` fold I's questions are left out first (:func:`rag.qa.fold_split`)
-and the split divides the other folds' into training and validation.
+and the split divides the other folds' into training and validation. With
+``--split-by document`` both split by the question's document instead (the
+eval's ``--split-by document`` makes the same call), and the corpus the
+generator draws distractors and documents from leaves out every held-out
+and validation document.
 
     >>> data = load_data(FinetuneConfig("embeddings", "/tmp/e", qa="corpora/vellmar-qa.jsonl", index="/tmp/i"))  # doctest: +SKIP
     >>> len(data.train), len(data.val), data.corpus[:1]                                                   # doctest: +SKIP
@@ -34,7 +38,7 @@ from rag.finetune.examples import Example, load_pairs
 from rag.finetune.synthetic import synthetic_pairs
 from rag.index import Index
 from rag.passage import Chunk, Passage
-from rag.qa import GoldPassages, QAItem, fold_split, load_qa, split
+from rag.qa import GoldPassages, QAItem, document_of, fold_split, load_qa, split
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +47,9 @@ logger = logging.getLogger(__name__)
 class Data:
     train: list[Example]
     val: list[Example]
-    corpus: list[Passage]  # to rank in evaluation and draw distractors from: index chunks, then other positives
+    # To rank in evaluation and draw distractors and documents from: index chunks, then other positives.
+    # Under --split-by document, none from the held-out or validation documents.
+    corpus: list[Passage]
     origin: str  # where the examples came from, for run.json
 
     @property
@@ -67,10 +73,11 @@ def examples_from_qa(items: list[QAItem], index: Index | None, config: Config) -
     passages = _gold_chunks(missing, index, config) if missing else {}
     examples = []
     for item in answerable:
-        if item.context is not None:
+        if item.context is not None:  # the context is the document: Example.document_key falls back to it
             examples.append(Example(item.question, item.context, tuple(item.answers), source=item.source))
         elif (chunk := passages.get(item.question)) is not None:
-            examples.append(Example(item.question, chunk.text, tuple(item.answers), source=chunk.source, page=chunk.page))
+            examples.append(Example(item.question, chunk.text, tuple(item.answers), source=chunk.source, page=chunk.page,
+                                    document=document_of(item)))
     if not examples:
         raise ValueError("no question's source file is in the index; build the index from the QA set's corpus")
     return examples
@@ -122,9 +129,12 @@ def load_data(settings: FinetuneConfig, config: Config = Config()) -> Data:
         if index is None:
             raise ValueError("--synthetic writes questions for an index's chunks: pass --index INDEX_DIR")
         examples, origin = synthetic_pairs(index, settings, config), f"synthetic from {settings.index}"
+    key = (lambda e: e.document_key) if settings.split_by == "document" else (lambda e: e.query)
+    held_out: list[Example] = []
     if settings.folds is not None:  # fold I is the eval's alone: neither trained nor validated on
-        examples, _ = fold_split(examples, settings.folds, settings.fold, settings.seed, key=lambda e: e.query)
-    train, val = split(examples, settings.val_fraction, settings.seed, key=lambda e: e.query)
+        examples, held_out = fold_split(examples, settings.folds, settings.fold, settings.seed, key=key)
+    train, val = split(examples, settings.val_fraction, settings.seed, key=key)
+    unseen = held_out + val  # under --split-by document, no training text may come from their documents
     train, val = settings.limited(train, val)
     if examples and not (train and val):
         raise ValueError(
@@ -133,7 +143,19 @@ def load_data(settings: FinetuneConfig, config: Config = Config()) -> Data:
         )
     passages = [Passage(c.text, c.source, c.page) for c in index.chunks()] if index else []
     passages += [Passage(e.positive, e.source, e.page) for e in examples]
+    if settings.split_by == "document":
+        passages = _outside_documents(passages, unseen)
     unique: dict[str, Passage] = {}
     for passage in passages:
         unique.setdefault(passage.text, passage)
     return Data(train, val, list(unique.values()), origin)
+
+
+def _outside_documents(passages: list[Passage], examples: list[Example]) -> list[Passage]:
+    """The passages that are neither one of the examples' gold passages nor a chunk of one of their source files."""
+    positives = {e.positive for e in examples}
+    sources = {e.document for e in examples if e.document}  # relative paths, matched as GoldPassages matches them
+    return [
+        p for p in passages
+        if p.text not in positives and not (p.source and any(p.source == s or p.source.endswith("/" + s) for s in sources))
+    ]

@@ -80,8 +80,9 @@ def retrieval_metrics(model, examples: list[Example], corpus: list[str], batch_s
 
 def ranking_corpus(examples: list[Example], corpus: list[str], limit: int | None, seed: int) -> list[str]:
     """``corpus``; with ``limit``, the examples' positives plus a seeded sample of other passages (module docstring)."""
-    if not limit:
-        return corpus
+    if not limit:  # the positives are missing from the corpus only under --split-by document
+        known = set(corpus)
+        return corpus + list(dict.fromkeys(e.positive for e in examples if e.positive not in known))
     positives = dict.fromkeys(e.positive for e in examples)  # ordered set
     others = [text for text in corpus if text not in positives]
     return list(positives) + random.Random(seed).sample(others, min(len(others), max(MIN_OTHERS, OTHERS_PER_LIMIT * limit)))

@@ -21,6 +21,11 @@ class Example:
     negative: str | None = None  # a hard negative passage
     source: str | None = None  # file or title of the gold passage, shown in generator prompts
     page: int | None = None
+    document: str | None = None  # what --split-by document groups by (rag.qa.document_of); None: the positive itself
+
+    @property
+    def document_key(self) -> str:
+        return self.document or self.positive
 
 
 def _pair(row: dict) -> Example:

@@ -52,6 +52,9 @@ class RunRecord:
     train_examples: int
     val_examples: int
     train_questions: list[str]  # rag.qa.question_fingerprint of every training query: the eval refuses to score these
+    # The same fingerprint of each training example's document (Example.document_key): rag.eval --split-by document
+    # refuses to score a question about one of these.
+    train_documents: list[str]
     folds: int | None  # cross-validation: trained on every fold of ``folds`` but ``fold`` (rag.qa.fold_of, seed ``seed``)
     fold: int | None
     hyperparameters: dict
@@ -123,6 +126,7 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
             train_examples=len(task.train),
             val_examples=len(task.val),
             train_questions=[question_fingerprint(example.query) for example in data.train],
+            train_documents=sorted({question_fingerprint(example.document_key) for example in data.train}),
             folds=settings.folds,
             fold=settings.fold,
             hyperparameters=settings.hyperparameters(),
