@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 comma := ,
 space := $(empty) $(empty)
 
-.PHONY: setup browser demo test lab lab-fr bench clean
+.PHONY: setup browser demo test lab lab-fr lab-squad bench clean
 
 setup: $(STAMP) browser
 
@@ -90,7 +90,8 @@ LAB_EVAL = $(BIN)/python -m rag.eval --qa $(QA) --index $(INDEX) --folds $(FOLDS
 # Run a step, then print how long it took.
 timed = start=$$(date +%s); $(1) && echo "== $(2): $$(($$(date +%s) - start)) s"
 # In a fold target's recipe ($* is fold-I/ARM): $(call fold_finetune,MODE FLAGS,QA,INDEX,FOLDS,RUNS_DIR,MORE FLAGS)
-fold_finetune = $(call timed,$(BIN)/python -m rag.finetune $(1) --qa $(2) --index $(3) --folds $(4) \
+# (no INDEX: a QA set whose questions carry their passages, as SQuAD's do)
+fold_finetune = $(call timed,$(BIN)/python -m rag.finetune $(1) --qa $(2) $(if $(3),--index $(3)) --folds $(4) \
 	--fold $(patsubst fold-%/,%,$(dir $*)) --out $(5)/$* --resume $(6),$*)
 
 lab: setup
@@ -134,6 +135,26 @@ lab-fr: setup
 # $* is fold-I/ARM (the longer pattern above, runs/%, matches too: make takes the one with the shorter stem)
 $(FR_RUNS_DIR)/%/run.json: $(FR_QA)
 	@$(call fold_finetune,$(FR_MODE_$(notdir $*)),$(FR_QA),$(FR_INDEX),$(FR_FOLDS),$(FR_RUNS_DIR),$(FR_CONTEXT))
+
+# The SQuAD goal (#10): a generator trained for retrieval on the Notre Dame article answers questions about
+# paragraphs it never saw. The folds split the questions by paragraph (--split-by document): no text of a scored
+# paragraph is trained on, as gold passage or distractor. The article's 55 paragraphs are the corpus.
+SQUAD_QA := ../shared/data/squad/notre-dame-train-v1.1.json
+SQUAD_FOLDS ?= 2
+SQUAD_RUNS_DIR ?= runs/squad
+SQUAD_REPORT ?= reports/squad-cv
+SQUAD_TRAIN ?= --split-by document --epochs 2 --validate-every 12
+SQUAD_TARGETS = $(call fold_targets,$(SQUAD_FOLDS),lora,$(SQUAD_RUNS_DIR))
+SQUAD_EVAL = $(BIN)/python -m rag.eval --qa $(SQUAD_QA) --corpus-from-qa --folds $(SQUAD_FOLDS) --split-by document \
+	--out $(SQUAD_REPORT) --retrievers bm25 --ranking-only dense,hybrid --generators base,lora \
+	--adapter '$(SQUAD_RUNS_DIR)/fold-{fold}/lora' --set k=$(LAB_K)
+
+lab-squad: setup
+	$(MAKE) $(SQUAD_TARGETS)
+	@$(call timed,$(SQUAD_EVAL),eval)
+
+$(SQUAD_RUNS_DIR)/%/run.json: $(SQUAD_QA)
+	@$(call fold_finetune,lora,$(SQUAD_QA),,$(SQUAD_FOLDS),$(SQUAD_RUNS_DIR),$(SQUAD_TRAIN))
 
 bench: setup
 	$(BIN)/python bench/bench.py
