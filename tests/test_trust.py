@@ -339,3 +339,14 @@ def test_f1_is_broken_down_by_question_kind():
 def test_paired_difference_still_pairs_by_question():
     assert paired_difference({"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 0.0}).mean == 0.5
     assert math.isclose(paired_p_value({"a": 1.0}, {"a": 1.0}), 1.0)
+
+
+def test_under_folds_the_training_cost_is_the_mean_over_the_folds_artifacts():
+    """Each fold trained its own copy: the cost of one training is their mean, not fold 0's alone."""
+    folds = [LORA, dataclasses.replace(LORA, path="/runs/fold-1/lora", wall_seconds=300.0, artifact_bytes=2_100_000)]
+    rows = predictions({"bm25+base": [0.0] * N, "bm25+lora": [1.0] * N})
+    settings = EvalConfig("qa.jsonl", "out", folds=2)
+    report = build_report(rows, settings, [RETRIEVERS["bm25"]], [GENERATORS["base"], GENERATORS["lora"]],
+                          {p.qid for p in rows}, set(), [], 1.0, artifacts=folds)
+    lora = next(s for s in report.combinations if s.generator == "lora")
+    assert (lora.train_seconds, lora.artifact_bytes, lora.trainable_params) == (200.0, 2_000_000, 460_800)

@@ -185,25 +185,31 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _training_cost(artifacts: list[Artifact]) -> tuple[float | None, int | None, int]:
-    seconds = [a.wall_seconds for a in artifacts]
-    params = [a.trainable_params for a in artifacts]
+def _training_cost(artifacts: list[Artifact], scored: list[Artifact]) -> tuple[float | None, int | None, int]:
+    """(seconds, trainable parameters, bytes) of training ``artifacts``, each the mean of its copies among ``scored``:
+    under ``--folds`` every fold trained its own, and one training costs their mean."""
+    copies = [[c for c in scored if (c.flag, c.base_model) == (a.flag, a.base_model)] or [a] for a in artifacts]
+    seconds = [c.wall_seconds for group in copies for c in group]
+    params = [c.trainable_params for group in copies for c in group]
     return (
-        None if None in seconds else float(sum(seconds)),
-        None if None in params else int(sum(params)),
-        sum(a.artifact_bytes for a in artifacts),
+        None if None in seconds else float(sum(np.mean([c.wall_seconds for c in group]) for group in copies)),
+        None if None in params else int(sum(group[0].trainable_params for group in copies)),
+        int(sum(np.mean([c.artifact_bytes for c in group]) for group in copies)),
     )
 
 
 def score_combination(
-    predictions: list[Prediction], retriever: RetrieverSpec, generator: GeneratorSpec, settings: EvalConfig, model: ModelCost | None = None
+    predictions: list[Prediction], retriever: RetrieverSpec, generator: GeneratorSpec, settings: EvalConfig, model: ModelCost | None = None,
+    artifacts: list[Artifact] | None = None,
 ) -> CombinationScore:
+    """One combination's scores; ``artifacts``: every artifact scored (each fold's), for the training cost."""
     answerable = [p for p in predictions if p.answers]
     with_gold = [p for p in predictions if p.relevant]
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
     ranked = retriever.ranked and with_gold
     latencies = [p.latency_s for p in predictions]
-    train_seconds, trainable, size = _training_cost([a for a in (retriever.artifact, generator.artifact) if a])
+    trained = [a for a in (retriever.artifact, generator.artifact) if a]
+    train_seconds, trainable, size = _training_cost(trained, trained if artifacts is None else artifacts)
     return CombinationScore(
         combination=f"{retriever.name}+{generator.name}",
         retriever=retriever.name,
@@ -437,15 +443,16 @@ def build_report(
     ``rankings``: every ranking retriever's results, scored in the report's retrieval section.
     """
     predictions = [p for p in predictions if p.qid in (questions if p.suite == "qa" else probes)]
+    if artifacts is None:
+        artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
     scores = []
     for retriever in retrievers:
         for generator in generators:
             key = f"{retriever.name}+{generator.name}"
             rows = [p for p in predictions if p.suite == "qa" and p.combination == key]
             if rows:
-                scores.append(score_combination(rows, retriever, generator, settings, (models or {}).get(generator.config.generator)))
-    if artifacts is None:
-        artifacts = [spec.artifact for spec in [*retrievers, *generators] if spec.artifact]
+                model = (models or {}).get(generator.config.generator)
+                scores.append(score_combination(rows, retriever, generator, settings, model, artifacts))
     fine_tuned = {g.name: g.baseline for g in generators if g.fine_tuned}
     planned_generators = {g.name for g in generators}
     kinds = {p.qid: p.kind for p in predictions if p.suite == "qa" and p.answers and p.kind}
