@@ -146,7 +146,7 @@ SQUAD_REPORT ?= reports/squad-cv
 SQUAD_TRAIN ?= --split-by document --epochs 2 --validate-every 12
 SQUAD_TARGETS = $(call fold_targets,$(SQUAD_FOLDS),lora,$(SQUAD_RUNS_DIR))
 SQUAD_EVAL = $(BIN)/python -m rag.eval --qa $(SQUAD_QA) --corpus-from-qa --folds $(SQUAD_FOLDS) --split-by document \
-	--out $(SQUAD_REPORT) --retrievers bm25 --ranking-only dense,hybrid --generators base,lora \
+	--out $(SQUAD_REPORT) --retrievers bm25 --ranking-only dense,hybrid --generators base,fewshot,lora \
 	--adapter '$(SQUAD_RUNS_DIR)/fold-{fold}/lora' --set k=$(LAB_K)
 
 lab-squad: setup
