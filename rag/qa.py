@@ -123,6 +123,12 @@ def _load_squad(path: Path, text: str) -> list[QAItem]:
 SPLIT_UNITS = ("question", "document")  # what a split or a fold keeps on one side
 
 
+def check_split_unit(split_by: str) -> None:
+    """Refuse a ``--split-by`` value that is not one of :data:`SPLIT_UNITS` (rag.finetune and rag.eval alike)."""
+    if split_by not in SPLIT_UNITS:
+        raise ValueError(f"unknown --split-by {split_by!r}; choose one of {', '.join(SPLIT_UNITS)}")
+
+
 def document_of(item: QAItem) -> str:
     """The document a question is about: its context passage (a SQuAD paragraph), else its source file, else itself."""
     return item.context if item.context is not None else item.source or item.question

@@ -18,7 +18,7 @@ from rag.config import CLOSED_BOOK, WHOLE_CORPUS
 from rag.eval.artifacts import Artifacts, Unavailable
 from rag.eval.config import SPLITS, EvalConfig
 from rag.eval.variants import GENERATORS, RETRIEVERS, GeneratorSpec, RetrieverSpec
-from rag.qa import SPLIT_UNITS
+from rag.qa import check_split_unit
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,7 @@ def plan(settings: EvalConfig) -> tuple[list[RetrieverSpec], list[GeneratorSpec]
     """The retrievers and generators to cross, and the default variants left out (with why)."""
     if settings.split not in SPLITS:
         raise ValueError(f"unknown split {settings.split!r}; choose one of {', '.join(SPLITS)}")
-    if settings.split_by not in SPLIT_UNITS:
-        raise ValueError(f"unknown --split-by {settings.split_by!r}; choose one of {', '.join(SPLIT_UNITS)}")
+    check_split_unit(settings.split_by)
     given = [flag for flag, value in (("--corpus", settings.corpus), ("--index", settings.index), ("--corpus-from-qa", settings.corpus_from_qa)) if value]
     if len(given) > 1:
         raise ValueError(f"give one of --corpus, --index and --corpus-from-qa, not {' and '.join(given)}")

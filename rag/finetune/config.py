@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from rag.config import check_minimums
-from rag.qa import SPLIT_UNITS
+from rag.qa import check_split_unit
 
 
 CLOSED_BOOK_OBJECTIVE = "closed-book"  # the corpus, then questions without passages: to answer without retrieval
@@ -110,8 +110,7 @@ class FinetuneConfig:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODE_DEFAULTS)}")
         if self.objective is not None and self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
-        if self.split_by not in SPLIT_UNITS:
-            raise ValueError(f"unknown --split-by {self.split_by!r}; choose one of {', '.join(SPLIT_UNITS)}")
+        check_split_unit(self.split_by)
         if not 0 <= self.distractors <= 1:
             raise ValueError(f"--distractors is a fraction between 0 and 1, got {self.distractors}")
         names = ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every", "validate_every",
