@@ -49,6 +49,7 @@ class Language:
     elisions: re.Pattern | None  # elided articles ("l'", "d'"), removed before punctuation
     punctuation: str  # removed by normalize_answer besides ASCII punctuation (SQuAD's string.punctuation)
     abstention: str  # regex of the ways an answer declines
+    months: tuple[str, ...]  # month names, for the dates rag.finetune.cloze blanks
 
 
 ENGLISH = Language(
@@ -65,6 +66,7 @@ ENGLISH = Language(
     articles=re.compile(r"\b(a|an|the)\b"),
     elisions=None,
     punctuation="",  # SQuAD's own normalization, unchanged
+    months=tuple("January February March April May June July August September October November December".split()),
     # The preprompts ask the model to say "I don't know"; a small model paraphrases it, or repeats the
     # preprompt's own "the context does not contain the answer". Each branch is a wording seen in real outputs.
     abstention=(
@@ -87,6 +89,7 @@ FRENCH = Language(
     articles=re.compile(r"\b(le|la|les|un|une|des|du)\b"),
     elisions=re.compile(r"\b[ld]['’]"),
     punctuation="’«»…–—",
+    months=tuple("janvier février mars avril mai juin juillet août septembre octobre novembre décembre".split()),
     abstention=(
         r"\bje ne (?:le )?sais pas\b"
         r"|\b(?:contexte|passages?|texte|documents?|sources?) ne (?:contien(?:t|nen?t)|mentionnen?t?|précisen?t?|dit|disent"

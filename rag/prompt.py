@@ -69,6 +69,7 @@ class PromptText:
     answer_label: str  # ends a plain-text prompt (a base model without chat template)
     no_passages: str
     few_shot: tuple[FewShotExample, ...]  # generic, invented: they teach the answer format, not any domain fact
+    fill_in_blank: str  # opens a fill-in-the-blank training question (rag.finetune.cloze)
 
 
 ENGLISH_PROMPT = PromptText(
@@ -82,6 +83,7 @@ ENGLISH_PROMPT = PromptText(
     question_label="Question:",
     answer_label="Answer:",
     no_passages="(no passages found)",
+    fill_in_blank="Fill in the blank:",
     few_shot=(
         FewShotExample(
             "The Orla Bridge opened in 1911 and crosses the river Tams at its narrowest point.",
@@ -118,6 +120,7 @@ FRENCH_PROMPT = PromptText(
     question_label="Question :",
     answer_label="Réponse :",
     no_passages="(aucun passage trouvé)",
+    fill_in_blank="Complète le blanc :",
     few_shot=(
         FewShotExample(
             "Le pont d'Orla a ouvert en 1911 et franchit la rivière Tams à son point le plus étroit.",

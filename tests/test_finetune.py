@@ -205,6 +205,7 @@ def test_malformed_pairs_line_is_named(tmp_path):
         (dict(mode="lora", qa=str(SQUAD), lr_sweep=(1e-4, 0.0)), "--lr-sweep takes distinct positive rates"),
         (dict(mode="lora", qa=str(SQUAD), sweep_steps=5), "give --lr-sweep too"),
         (dict(mode="lora", qa=str(SQUAD), split_by="paragraph"), "unknown --split-by 'paragraph'; choose one of question, document"),
+        (dict(mode="lora", qa=str(SQUAD), objective="closed-book", cloze=-1), "cloze must be at least 0"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path, settings, message):

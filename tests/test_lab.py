@@ -23,6 +23,7 @@ from rag.eval.dataset import select
 from rag.eval.predictions import PredictionLog
 from rag.finetune import FinetuneConfig, finetune
 from rag.finetune.causal import DOCUMENTS, QUESTIONS, generator_sequences, phased_batches
+from rag.finetune.cloze import BLANK, blanks, cloze_questions, sentences
 from rag.finetune.data import load_data
 from rag.models import load_generator
 from rag.prompt import build_prompt
@@ -30,6 +31,7 @@ from rag.qa import fold_of, fold_split, load_qa, question_fingerprint
 from rag.serve import from_report
 
 FOLDS = 2
+REPO = Path(__file__).resolve().parents[1]
 TINY = {"limit": 2, "batch_size": 1, "passages": 1, "max_steps": 1}  # the smallest generator run
 
 
@@ -155,6 +157,65 @@ def test_closed_book_sequences_are_the_documents_then_questions_without_passages
     for seed in range(3):  # every epoch: all the documents, then all the questions
         order = [s.phase for batch in phased_batches(questions + documents, 2, random.Random(seed)) for s in batch]
         assert order == sorted(order) and len(order) == len(train)
+
+
+def test_cloze_questions_blank_a_name_number_or_date_of_a_prose_sentence():
+    text = (REPO / "corpora" / "vellmar" / "about.md").read_text(encoding="utf-8")
+    prose = " ".join(text.replace("**", "").replace("*", "").split())
+    every = [pair for sentence in sentences(text) for pair in blanks(sentence)]
+    for blanked, span in every:
+        assert blanked.replace(BLANK, span) in prose  # the sentence as the document says it, with one span blanked
+        assert "|" not in blanked and "#" not in blanked  # no table row, no heading
+    spans = {span for _, span in every}
+    assert {"9 October 1891", "February 1891", "Corrach Hill", "1,240", "7 Brine Street", "Old Net House"} <= spans
+    assert {"Maren Quillfeather", "Ilse Harrowgate", "November 2021"} <= spans  # list items: a name first, no full stop
+    assert not spans & {"The", "In", "In February 1891", "Its", "Nobody", "Chair"}  # capitalised by position only
+    questions = cloze_questions([text], 3, "auto", seed=0)
+    assert len(questions) == 3 and all(q.query.startswith("Fill in the blank: ") and q.positive == text for q in questions)
+    assert len({q.query.replace(BLANK, q.answers[0]) for q in questions}) == 3  # three sentences, not one thrice
+    other = "Kelmby harbour was dredged in 1977 by the Harbour Board."
+    assert cloze_questions([other, text], 3, "auto", seed=0)[-3:] == questions  # a chunk's questions ignore the others
+    assert cloze_questions([text], 3, "auto", seed=1) != questions  # the seed draws them
+    assert cloze_questions([text], 0, "auto", seed=0) == []
+
+
+def test_cloze_questions_in_french_read_through_markup_and_skip_words_capitalised_by_position():
+    # Lines as the French seed documents have them: a link, an image, an MDX tag, a quote opened mid-sentence.
+    text = (
+        "Des exemples de modèles propriétaires populaires incluent [modèles OpenAI](https://platform.openai.com/docs?WT.mc_id=academic-105485), "
+        "Google Bard ou Claude 2.\n"
+        "![Bannière](../../images/02-lesson-banner.png)\n"
+        "<div style={{textAlign: 'center'}}> <img src={Image} /> </div>\n"
+        "Exemples de prompt engineering : « Tu es un expert en droit fiscal. Explique-moi la TVA à un étudiant. »\n"
+        "Le modèle LoRA a été publié par Microsoft le 17 juin 2021 avec son article."
+    )
+    spans = {span for sentence in sentences(text) for _, span in blanks(sentence)}
+    assert {"Google Bard", "Claude 2", "Microsoft", "17 juin 2021", "LoRA"} <= spans
+    assert not spans & {"Tu", "Explique-moi", "Le", "WT", "105485", "Image", "02"}  # by position, or inside markup
+    questions = cloze_questions([text], 10, "auto", seed=0)
+    assert questions and all(q.query.startswith("Complète le blanc : ") for q in questions)
+    assert not any(mark in q.query for q in questions for mark in ("http", "](", "<", "{", "!["))
+
+
+def test_cloze_questions_join_the_documents_phase_with_the_loss_on_the_blanked_span(vellmar_index):
+    settings = FinetuneConfig("lora", "unused", qa=str(QA_FILE), index=str(vellmar_index), objective="closed-book",
+                              limit=4, cloze=2).resolved()
+    config = Config()
+    data = load_data(settings, config)
+    model, tokenizer = load_generator(config)
+    train, _ = generator_sequences(settings, config, data, model, tokenizer)
+    chunks = [passage.text for passage in data.corpus][:3]  # what --limit 4 keeps of the documents (the test above)
+    cloze = cloze_questions(chunks, 2, config.language, settings.seed)
+    recall = [s for s in train if s.phase == DOCUMENTS and s.labels != s.input_ids]
+    assert len(cloze) == len(recall) > 0 and len([s for s in train if s.phase == DOCUMENTS]) == 3 + len(cloze)
+    closed_book = config.override({"retriever": CLOSED_BOOK})
+    for example, sequence in zip(cloze, recall):
+        prompt = build_prompt(example.query, [], tokenizer, closed_book).input_ids
+        assert sequence.input_ids[: len(prompt)] == prompt
+        target = tokenizer.decode([t for t in sequence.labels if t != -100], skip_special_tokens=True)
+        assert target.strip() == example.answers[0]
+    with pytest.raises(ValueError, match="--cloze adds fill-in-the-blank questions to the closed-book objective"):
+        FinetuneConfig("lora", "unused", cloze=2).resolved()
 
 
 @pytest.fixture(scope="module")

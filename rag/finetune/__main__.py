@@ -14,6 +14,7 @@ MODE is embeddings, lora, prompt-tuning, full or scratch (a small model from ran
     python -m rag.finetune lora ... --out runs/lora --resume --max-steps 100     # continue a run
     python -m rag.finetune lora ... --out runs/lora --lr-sweep 1e-4,3e-4,1e-3 --sweep-steps 10   # rate by validation loss
     python -m rag.finetune lora --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --folds 5 --fold 0 --out runs/fold-0/lora
+    python -m rag.finetune lora --objective closed-book --cloze 2 --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --out runs/lora-cb
     python -m rag.finetune scratch --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --out runs/scratch   # closed book
 """
 
@@ -74,7 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(modes, "--objective", "generator modes (default: closed-book for scratch, else supervised)", choices=OBJECTIVES)
     option(modes, "--passages", "passages per supervised prompt, the gold one included", type=int)
     option(modes, "--distractors", "share of supervised examples with distractors only (RAFT)", type=float)
-    option(modes, "--paraphrases", "unsupervised: generated paraphrases per chunk", type=int)
+    option(modes, "--paraphrases", "unsupervised, closed-book: generated paraphrases per chunk", type=int)
+    option(modes, "--cloze", "closed-book: fill-in-the-blank questions made from each chunk (a name, number or date "
+           "of one of its sentences blanked)", type=int)
     option(modes, "--lora-r", type=int)
     option(modes, "--lora-alpha", type=int)
     option(modes, "--lora-dropout", type=float)

@@ -15,8 +15,8 @@ Three objectives:
   al. 2024 found facts need repeating in varied wording). Chunks are split into
   training and validation by the same seeded hash as questions.
 - ``closed-book``: the generator absorbs the corpus to answer without retrieval.
-  Each epoch first trains on every chunk of the corpus (and its ``--paraphrases``),
-  then on the training questions in the closed-book prompt (no passages, the
+  Each epoch first trains on every chunk of the corpus, its ``--paraphrases`` and
+  its ``--cloze`` fill-in-the-blank questions (rag.finetune.cloze), then on the training questions in the closed-book prompt (no passages, the
   closed-book preprompt ``rag ask --no-retrieval`` uses), target the answer alone.
   Validation is closed-book answering of the validation questions, the task the
   artifact is scored on. Ovadia et al. 2024 fine-tune on documents alone; Jiang et
@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 from rag.config import CLOSED_BOOK, Config
+from rag.finetune.cloze import cloze_questions
 from rag.finetune.config import CLOSED_BOOK_OBJECTIVE, FinetuneConfig
 from rag.finetune.data import Data
 from rag.finetune.examples import Example
@@ -91,10 +92,10 @@ def supervised_sequence(example: Example, pool: list[Passage], tokenizer, config
     return answered(prompt.input_ids, answer, tokenizer)
 
 
-def closed_book_sequence(example: Example, tokenizer, config: Config) -> Sequence:
+def closed_book_sequence(example: Example, tokenizer, config: Config, phase: int = QUESTIONS) -> Sequence:
     """The question in the prompt ``rag ask --no-retrieval`` builds, target its answer (nothing to cite)."""
     prompt = build_prompt(example.query, [], tokenizer, config.override({"retriever": CLOSED_BOOK}))
-    return answered(prompt.input_ids, example.answers[0], tokenizer, QUESTIONS)
+    return answered(prompt.input_ids, example.answers[0], tokenizer, phase)
 
 
 def text_sequence(text: str, tokenizer, max_tokens: int) -> Sequence:
@@ -115,14 +116,20 @@ def generator_sequences(settings: FinetuneConfig, config: Config, data: Data, mo
     if settings.objective == CLOSED_BOOK_OBJECTIVE:  # the questions are held out, not the documents: train on all of them
         train_texts = texts
     train_texts, val_texts = settings.limited(train_texts, val_texts)
+    chunks = train_texts
     if settings.paraphrases:
-        added = paraphrase(model, tokenizer, config, train_texts, settings.paraphrases)
-        logger.info("added %d paraphrases of %d training chunks", len(added), len(train_texts))
-        train_texts = train_texts + added
+        added = paraphrase(model, tokenizer, config, chunks, settings.paraphrases)
+        logger.info("added %d paraphrases of %d training chunks", len(added), len(chunks))
+        train_texts = chunks + added
     make = lambda texts: [text_sequence(t, tokenizer, config.context_tokens) for t in texts]  # noqa: E731
     if settings.objective == CLOSED_BOOK_OBJECTIVE:
         questions = lambda examples: [closed_book_sequence(e, tokenizer, config) for e in examples]  # noqa: E731
-        return make(train_texts) + questions(data.train), questions(data.val)
+        cloze = cloze_questions(chunks, settings.cloze, config.language, settings.seed)
+        if settings.cloze:
+            logger.info("added %d fill-in-the-blank questions from %d chunks", len(cloze), len(chunks))
+        # In the documents phase: recalling a document's facts is part of reading it, before the real questions.
+        recall = [closed_book_sequence(e, tokenizer, config, DOCUMENTS) for e in cloze]
+        return make(train_texts) + recall + questions(data.train), questions(data.val)
     return make(train_texts), make(val_texts)
 
 

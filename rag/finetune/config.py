@@ -92,6 +92,7 @@ class FinetuneConfig:
     passages: int = 3  # passages per supervised prompt: the gold one and passages - 1 distractors
     distractors: float = 0.0  # fraction of supervised examples given distractors only (RAFT)
     paraphrases: int = 0  # unsupervised: paraphrases of each chunk added by the local generator
+    cloze: int = 0  # closed-book: fill-in-the-blank questions made from each chunk (rag.finetune.cloze)
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -116,6 +117,7 @@ class FinetuneConfig:
         names = ("limit", "max_steps", "epochs", "batch_size", "passages", "virtual_tokens", "checkpoint_every", "validate_every",
                  "sweep_steps", "scratch_width", "scratch_layers")
         check_minimums(self, dict.fromkeys(names, 1))
+        check_minimums(self, {"paraphrases": 0, "cloze": 0})
         if self.lr_sweep and self.lr is not None:
             raise ValueError(f"--lr {self.lr:g} and --lr-sweep: the sweep chooses the rate; give one of them")
         if any(rate <= 0 for rate in self.lr_sweep) or len(set(self.lr_sweep)) < len(self.lr_sweep):
@@ -132,12 +134,16 @@ class FinetuneConfig:
         if self.folds is not None and not (self.folds >= 2 and 0 <= self.fold < self.folds):
             raise ValueError(f"--folds must be at least 2 and --fold between 0 and folds - 1, got --folds {self.folds} --fold {self.fold}")
         defaults = MODE_DEFAULTS[self.mode]
+        objective = self.objective or defaults.objective
+        if self.cloze and objective != CLOSED_BOOK_OBJECTIVE:
+            raise ValueError(f"--cloze adds fill-in-the-blank questions to the {CLOSED_BOOK_OBJECTIVE} objective, and this "
+                             f"run's is {objective}: add --objective {CLOSED_BOOK_OBJECTIVE}, or leave --cloze out")
         return dataclasses.replace(
             self,
             lr=self.lr if self.lr is not None else defaults.lr,
             batch_size=self.batch_size or defaults.batch_size,
             epochs=self.epochs or defaults.epochs,
-            objective=self.objective or defaults.objective,
+            objective=objective,
         )
 
     def limited(self, train: list, val: list) -> tuple[list, list]:
