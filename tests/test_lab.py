@@ -170,6 +170,11 @@ def test_cloze_questions_blank_a_name_number_or_date_of_a_prose_sentence():
     assert {"9 October 1891", "February 1891", "Corrach Hill", "1,240", "7 Brine Street", "Old Net House"} <= spans
     assert {"Maren Quillfeather", "Ilse Harrowgate", "November 2021"} <= spans  # list items: a name first, no full stop
     assert not spans & {"The", "In", "In February 1891", "Its", "Nobody", "Chair"}  # capitalised by position only
+    # A leading function word, then a particle: the name after both.
+    assert blanks("In the Salt Loft the founders met on 9 October 1891.") == [
+        ("In the ____ the founders met on 9 October 1891.", "Salt Loft"),
+        ("In the Salt Loft the founders met on ____.", "9 October 1891"),
+    ]
     questions = cloze_questions([text], 3, "auto", seed=0)
     assert len(questions) == 3 and all(q.query.startswith("Fill in the blank: ") and q.positive == text for q in questions)
     assert len({q.query.replace(BLANK, q.answers[0]) for q in questions}) == 3  # three sentences, not one thrice

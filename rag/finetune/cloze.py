@@ -95,8 +95,10 @@ def blanks(sentence: str) -> list[tuple[str, str]]:
         if match.start() == 0 or OPENS_A_CLAUSE.search(sentence[: match.start()]):
             if not more:
                 continue
-            if is_function_word(first):
-                match = SPAN.match(sentence, sentence.index(more[0], match.start() + len(first)))
+            if is_function_word(first):  # the name further in: "In the Salt Loft" -> "Salt Loft"
+                match = SPAN.search(sentence, match.start() + len(first), match.end())
+                if match is None:
+                    continue
         span = match.group(0)
         if len(span) > 1 and not is_function_word(span):
             found.append((sentence[: match.start()] + BLANK + sentence[match.end():], span))
