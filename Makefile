@@ -143,7 +143,7 @@ SQUAD_QA := ../shared/data/squad/notre-dame-train-v1.1.json
 SQUAD_FOLDS ?= 2
 SQUAD_RUNS_DIR ?= runs/squad
 SQUAD_REPORT ?= reports/squad-cv
-SQUAD_TRAIN ?= --split-by document --epochs 2 --validate-every 12
+SQUAD_TRAIN ?= --split-by document --epochs 3 --validate-every 12
 SQUAD_TARGETS = $(call fold_targets,$(SQUAD_FOLDS),lora,$(SQUAD_RUNS_DIR))
 SQUAD_EVAL = $(BIN)/python -m rag.eval --qa $(SQUAD_QA) --corpus-from-qa --folds $(SQUAD_FOLDS) --split-by document \
 	--out $(SQUAD_REPORT) --retrievers bm25 --ranking-only dense,hybrid --generators base,fewshot,lora \
