@@ -16,8 +16,9 @@ Three objectives:
   training and validation by the same seeded hash as questions.
 - ``closed-book``: the generator absorbs the corpus to answer without retrieval.
   Each epoch first trains on every chunk of the corpus, its ``--paraphrases`` and
-  its ``--cloze`` fill-in-the-blank questions (rag.finetune.cloze), then on the training questions in the closed-book prompt (no passages, the
-  closed-book preprompt ``rag ask --no-retrieval`` uses), target the answer alone.
+  its ``--cloze`` fill-in-the-blank questions (rag.finetune.cloze), then on the
+  training questions in the closed-book prompt (no passages, the closed-book
+  preprompt ``rag ask --no-retrieval`` uses), target the answer alone.
   Validation is closed-book answering of the validation questions, the task the
   artifact is scored on. Ovadia et al. 2024 fine-tune on documents alone; Jiang et
   al. 2024 ("Instruction-tuned language models are better knowledge learners")
@@ -124,8 +125,8 @@ def generator_sequences(settings: FinetuneConfig, config: Config, data: Data, mo
     make = lambda texts: [text_sequence(t, tokenizer, config.context_tokens) for t in texts]  # noqa: E731
     if settings.objective == CLOSED_BOOK_OBJECTIVE:
         questions = lambda examples: [closed_book_sequence(e, tokenizer, config) for e in examples]  # noqa: E731
-        cloze = cloze_questions(chunks, settings.cloze, config.language, settings.seed)
-        if settings.cloze:
+        cloze = cloze_questions(chunks, settings.cloze, config.language, settings.seed) if settings.cloze else []
+        if cloze:
             logger.info("added %d fill-in-the-blank questions from %d chunks", len(cloze), len(chunks))
         # In the documents phase: recalling a document's facts is part of reading it, before the real questions.
         recall = [closed_book_sequence(e, tokenizer, config, DOCUMENTS) for e in cloze]

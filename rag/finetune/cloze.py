@@ -67,8 +67,9 @@ def sentences(text: str) -> list[str]:
     for line in text.splitlines():
         stripped = line.strip()
         skipped = not stripped or stripped.startswith(("#", "|", "```", ">", "<", "{"))
-        if skipped or LIST_ITEM.match(stripped):
-            paragraphs.append(([], bool(LIST_ITEM.match(stripped))))
+        item = LIST_ITEM.match(stripped) is not None
+        if skipped or item:
+            paragraphs.append(([], item))
         if not skipped:
             paragraphs[-1][0].append(LIST_ITEM.sub("", stripped))
     found = []
@@ -123,4 +124,3 @@ def cloze_questions(texts: list[str], per_text: int, language_setting: str, seed
         label = prompt_text(resolve_language(language_setting, text)).fill_in_blank
         questions += [Example(f"{label} {blanked}", text, (span,)) for blanked, span in chosen]
     return questions
-
