@@ -22,7 +22,9 @@ Sections, in order (each prints its figures as soon as it ends; bench/README.md 
    first token and questions/s with the shared prefix prefilled each time or kept once); the eval
    path (batched, configured precision, prefix reuse; whole passages or sentences) against the
    naive loop (one at a time, fp32), in questions/s and F1 (goal: >= 3x);
-7. peak resident memory after every section.
+7. training: a LoRA step (forward and backward, as ``rag.finetune`` runs it) on the lab's supervised prompts
+   in fp32 and in bf16 (``--precision``), seconds a step, tokens/s and the validation loss of each;
+8. peak resident memory after every section.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -72,7 +75,7 @@ BATCH_GOAL = 3.0  # the eval issue's goal: >= 3x the questions/s of one-at-a-tim
 ANN_RECALL_GOAL, ANN_P50_GOAL_MS = 0.95, 1.0  # issue #13: recall@10 >= 0.95 of exact at p50 <= 1 ms, search alone
 HNSW_EF_SEARCH = (16, 32, 64, 128, 256)  # the values of each search setting the ANN section sweeps
 IVF_NPROBE = (1, 8, 16, 32, 64, 128)
-SECTIONS = ("ingest", "ann", "generation")  # ingest: + precision + LangChain; generation: + retrieval latency
+SECTIONS = ("ingest", "ann", "generation", "training")  # ingest: + precision + LangChain; generation: + retrieval latency
 FEW_SHOT_EXAMPLES = 4  # as the eval's fewshot variant
 # Units by a marker in the figure's name, first match wins.
 UNITS = (("_per_s", "per second"), ("qps", "questions/s"), ("_ms", "ms"), ("_s_", "s"), ("seconds", "s"), ("_mb", "MiB"), ("_pct", "%"),
@@ -162,6 +165,18 @@ class EvalPathRow:
     qps: float
     speedup: float  # over the naive arm of the same prompts; goal >= 3
     f1: float  # mean token F1 of the answers against the gold ones
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    precision: str  # rag.finetune --precision: the dtype the loss is computed in
+    steps: int
+    batch_size: int
+    mean_sequence_tokens: int
+    step_s: float  # median of the timed steps: forward and backward of a batch, one sequence at a time as on a CPU
+    tokens_per_s: float
+    speedup: float  # fp32's step_s over this one's
+    val_loss: float  # on the same validation sequences in each precision: how much bf16 moves the loss
 
 
 @dataclass(frozen=True)
@@ -452,6 +467,36 @@ def bench_eval_path(
     return rows
 
 
+def bench_training(index_dir: Path, questions: str, config: Config, steps: int, batch_size: int) -> list[TrainingRow]:
+    """LoRA steps on the lab's supervised prompts (rag.finetune.lora.build, the trainer's batch_loss) in fp32 and bf16."""
+    from rag.finetune import FinetuneConfig, lora
+    from rag.finetune.data import load_data
+    from rag.finetune.trainer import batch_loss, training_dtype, validation_loss
+
+    rows: list[TrainingRow] = []
+    for precision in ("fp32", "bf16"):
+        settings = FinetuneConfig("lora", "unused", qa=questions, index=str(index_dir), batch_size=batch_size,
+                                  precision=precision).resolved()
+        task = lora.build(settings, config, load_data(settings, config))
+        dtype = training_dtype(settings, resolve_device(config.device))
+        batches = [task.train[start : start + batch_size] for start in range(0, (steps + 1) * batch_size, batch_size)]
+        seconds, tokens = [], 0
+        for batch in batches:  # the first is a warm-up: its allocations are not timed
+            (_, batch_tokens), took = timed(batch_loss, task, batch, True, dtype)
+            task.model.zero_grad(set_to_none=True)
+            if batch is not batches[0]:
+                seconds.append(took)
+                tokens += batch_tokens
+        val_loss = validation_loss(dataclasses.replace(task, val=task.val[:batch_size]), batch_size, dtype)
+        step_s = statistics.median(seconds)
+        rows.append(TrainingRow(
+            precision, steps, batch_size, tokens // (steps * batch_size), round(step_s, 2), round(tokens / sum(seconds), 1),
+            round(rows[0].step_s / step_s if rows else 1.0, 2), round(val_loss, 4),
+        ))
+        del task
+    return rows
+
+
 # ---------------------------------------------------------------------------- printing
 
 
@@ -479,7 +524,8 @@ def show_table(title: str, rows: list) -> None:
 
 
 # --quick: every section at small sizes (under 5 minutes on 2 quiet cores); explicit flags still win.
-QUICK = {"min_chunks": 200, "ann_size": 5000, "ann_queries": 200, "queries": 50, "precision_sample": 64, "max_new_tokens": 16, "gen_prompts": 4, "corpus_tokens": 1000}
+QUICK = {"min_chunks": 200, "ann_size": 5000, "ann_queries": 200, "queries": 50, "precision_sample": 64, "max_new_tokens": 16, "gen_prompts": 4,
+         "corpus_tokens": 1000, "train_steps": 2, "train_batch": 2}
 
 
 def parse_args() -> argparse.Namespace:
@@ -496,13 +542,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, help="tokens generated per answer (32)")
     parser.add_argument("--gen-prompts", type=int, help="questions answered per generation figure (8)")
     parser.add_argument("--corpus-tokens", type=int, help="prompt budget of the corpus prompts in the prefix-reuse figures (3000)")
+    parser.add_argument("--train-steps", type=int, help="LoRA steps timed per training precision, after one warm-up step (4)")
+    parser.add_argument("--train-batch", type=int, help="questions per timed LoRA step (4, as make lab trains)")
     parser.add_argument("--quick", action="store_true", help="every section at small sizes: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
     parser.add_argument("--sections", type=sections, default=SECTIONS, help=f"comma list of {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--json", help="write every figure, with its unit, the machine and the load, to this file")
     add_config_flags(parser)
     args = parser.parse_args()
     defaults = {"min_chunks": 1000, "ann_size": 100_000, "ann_queries": 1000, "queries": 200, "precision_sample": 256,
-                "max_new_tokens": 32, "gen_prompts": 8, "corpus_tokens": 3000}
+                "max_new_tokens": 32, "gen_prompts": 8, "corpus_tokens": 3000, "train_steps": 4, "train_batch": 4}
     for name, value in (QUICK if args.quick else defaults).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -580,7 +628,7 @@ def main() -> int:
             goals["ingest >= 1.0x LangChain"] = langchain.ours_over_langchain >= 1.0
             print(goal("ours >= 1.0x LangChain's chunks/s", goals["ingest >= 1.0x LangChain"]))
             memories.append(memory("langchain"))
-        elif "generation" in args.sections:  # an index to retrieve from, built untimed
+        elif {"generation", "training"} & set(args.sections):  # an index to retrieve from, built untimed
             ingest([Path(args.corpus)], work / "index-0", config, embedder=embedder)
 
         if "ann" in args.sections and args.ann_size:
@@ -628,6 +676,12 @@ def main() -> int:
             goals[f"eval path >= {BATCH_GOAL:g}x the naive loop"] = best >= BATCH_GOAL
             print(goal(f"eval path >= {BATCH_GOAL:g}x the naive loop (best arm {best:.2f}x)", best >= BATCH_GOAL))
             memories.append(memory("generator"))
+
+        if "training" in args.sections:
+            rows = bench_training(work / "index-0", args.questions, config, args.train_steps, args.train_batch)
+            report["training"] = [with_units(row) for row in rows]
+            show_table("training: a LoRA step on the lab's supervised prompts, loss in fp32 or under bf16 autocast (--precision)", rows)
+            memories.append(memory("training"))
 
     report["machine"]["loadavg_end"] = os.getloadavg()  # other processes on the CPU make figures noisy
     report["memory"] = [with_units(row) for row in memories]

@@ -36,7 +36,7 @@ class Config:
     # auto = bf16 where the device computes it natively (CUDA with bf16, AVX512/AMX CPUs), else fp32.
     # On the 2-core AVX512-BF16 CPU of this project bf16 encodes ~1.7x faster and prefills ~2.5x faster.
     embed_precision: str = "auto"  # auto | bf16 | fp32
-    generator_precision: str = "auto"  # auto | bf16 | fp32; training always loads fp32
+    generator_precision: str = "auto"  # auto | bf16 | fp32; training: rag.finetune --precision
     embed_batch_size: int = 64
     cache_dir: str = "~/.cache/rag-lab"  # dequantized generators are kept here
 

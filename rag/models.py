@@ -92,11 +92,16 @@ PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def resolve_dtype(precision: str, device: str, setting: str = "precision") -> torch.dtype:
-    """The inference dtype for ``precision`` ("auto", "bf16" or "fp32") on ``device``; ``setting`` names it in errors.
+    """The dtype ``precision`` ("auto", "bf16" or "fp32") means on ``device``; ``setting`` names it in errors.
 
     "auto" picks bf16 only where the hardware computes it natively: elsewhere
     (a CPU without AVX512) bf16 is emulated and slower than fp32.
     """
+    return PRECISIONS[resolve_precision(precision, device, setting)]
+
+
+def resolve_precision(precision: str, device: str, setting: str = "precision") -> str:
+    """"bf16" or "fp32": ``precision`` with "auto" resolved for ``device`` (see :func:`resolve_dtype`)."""
     if precision == "auto":
         if device.startswith("cuda"):
             native = torch.cuda.is_bf16_supported()
@@ -105,7 +110,7 @@ def resolve_dtype(precision: str, device: str, setting: str = "precision") -> to
         precision = "bf16" if native else "fp32"
     if precision not in PRECISIONS:
         raise ValueError(f"{setting} must be auto, bf16 or fp32, got {precision!r}")
-    return PRECISIONS[precision]
+    return precision
 
 
 def _package_folder(package: str, module: str) -> Path:
@@ -196,7 +201,8 @@ def float_generator_folder(config: Config) -> Path:
 def load_generator(config: Config, *, adapter: str | None = None, for_training: bool = False):
     """(model, tokenizer) in eval mode; ``adapter`` is a PEFT folder (LoRA or soft prompt).
 
-    Inference runs in ``config.generator_precision``; training loads fp32 weights.
+    Inference runs in ``config.generator_precision``; training loads fp32 weights (the modes that freeze them
+    cast them to the training precision: rag.finetune.causal.frozen_generator).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

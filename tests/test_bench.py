@@ -12,7 +12,7 @@ import sys
 from conftest import ROOT
 
 SMALLEST = ["--quick", "--min-chunks", "20", "--precision-sample", "4", "--ann-size", "1500", "--ann-queries", "20",
-            "--queries", "3", "--gen-prompts", "2", "--max-new-tokens", "2", "--set", "k=1"]
+            "--queries", "3", "--gen-prompts", "2", "--max-new-tokens", "2", "--train-steps", "1", "--train-batch", "1", "--set", "k=1"]
 
 
 def test_every_section_writes_its_figures_with_units(tmp_path):
@@ -34,3 +34,8 @@ def test_every_section_writes_its_figures_with_units(tmp_path):
     corpus = next(row for row in figures["prefix_reuse"] if row["prompts"]["value"] == "corpus")
     assert corpus["shared_prefix_tokens"]["value"] > 0.9 * corpus["mean_prompt_tokens"]["value"]  # all but the question is kept
     assert any(name.startswith("eval path >= 3x") for name in figures["goals"]) and len(figures["goals"]) == 4
+    training = {row["precision"]["value"]: row for row in figures["training"]}
+    assert training.keys() == {"fp32", "bf16"} and training["fp32"]["speedup"]["value"] == 1.0
+    assert all(row["step_s"]["unit"] == "s" and row["tokens_per_s"]["value"] > 0 for row in training.values())
+    # bf16 autocast computes the same loss to within rounding, on the same validation prompt
+    assert abs(training["bf16"]["val_loss"]["value"] - training["fp32"]["val_loss"]["value"]) < 0.1 * training["fp32"]["val_loss"]["value"]

@@ -111,7 +111,8 @@ def test_embeddings_trains_loads_and_reembeds_an_index(index_dir, tmp_path):
 
 def test_lora_on_squad_changes_logits_and_merges(tmp_path, base_logits):
     out = tmp_path / "lora"
-    record = run("lora", out, "--qa", str(SQUAD), *TINY_GENERATOR, "--merge")
+    record = run("lora", out, "--qa", str(SQUAD), *TINY_GENERATOR, "--merge", "--precision", "bf16")
+    assert record["hyperparameters"]["precision"] == "bf16"
     assert (out / "adapter_config.json").is_file()
     assert record["artifact_bytes"] < 10_000_000  # an adapter of a few MB, not a model
     adapted = last_logits(*load_generator(FP32, adapter=str(out)))
@@ -206,6 +207,7 @@ def test_malformed_pairs_line_is_named(tmp_path):
         (dict(mode="lora", qa=str(SQUAD), sweep_steps=5), "give --lr-sweep too"),
         (dict(mode="lora", qa=str(SQUAD), split_by="paragraph"), "unknown --split-by 'paragraph'; choose one of question, document"),
         (dict(mode="lora", qa=str(SQUAD), objective="closed-book", cloze=-1), "cloze must be at least 0"),
+        (dict(mode="lora", qa=str(SQUAD), precision="fp16"), "--precision must be auto, bf16 or fp32, got 'fp16'"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path, settings, message):
@@ -261,6 +263,37 @@ def test_the_run_keeps_the_weights_of_its_best_validation_not_its_last_step(tmp_
     assert state.step == 4 and state.best_step == 2 and state.best_val_loss == losses[2]
     assert model.w.item() == pytest.approx(1 + math.sqrt(losses[2]))  # the step-2 weights are back, not step 4's (~1.8)
     assert (tmp_path / "checkpoints" / "best" / "trainable.pt").is_file()
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_the_loss_is_computed_in_the_training_precision_and_the_trained_weights_stay_fp32(tmp_path, precision, dtype):
+    from rag.finetune.trainer import Task, train
+
+    layer = torch.nn.Linear(4, 1)
+    initial = layer.weight.detach().clone()
+    computed = []  # the dtype of the layer's output at every training and validation forward pass
+
+    def loss(batch):
+        output = layer(torch.ones(len(batch), 4))
+        computed.append(output.dtype)
+        return ((output.float().squeeze(1) - torch.tensor(batch)) ** 2).mean(), len(batch)
+
+    task = Task(layer, train=[1.0] * 4, val=[0.0], loss=loss, save=lambda folder: None)
+    settings = FinetuneConfig("lora", str(tmp_path), epochs=1, batch_size=2, precision=precision).resolved()
+    state = train(task, settings, tmp_path / "checkpoints", "data")
+    assert state.step == 2 and len(computed) == 2 + 2  # two steps, validation before and after
+    assert set(computed) == {dtype}
+    assert layer.weight.dtype == torch.float32 and not torch.equal(layer.weight, initial)  # fp32 weights, updated
+
+
+@pytest.mark.parametrize(("precision", "frozen"), [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_lora_holds_its_frozen_weights_in_the_training_precision_and_trains_fp32_ones(tmp_path, precision, frozen):
+    from rag.finetune.data import load_data
+
+    settings = FinetuneConfig("lora", str(tmp_path), qa=str(SQUAD), limit=2, passages=1, precision=precision).resolved()
+    task = MODES["lora"](settings, FP32, load_data(settings, FP32))
+    assert {p.dtype for p in task.model.parameters() if not p.requires_grad} == {frozen}
+    assert {p.dtype for p in task.model.parameters() if p.requires_grad} == {torch.float32}
 
 
 # ---------------------------------------------------------------------------- learning-rate sweep

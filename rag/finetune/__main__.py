@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(training, "--max-steps", "stop after N optimizer steps in total", type=int)
     option(training, "--checkpoint-every", "steps between checkpoints", type=int)
     option(training, "--validate-every", "steps between validations besides each epoch end; the lowest validation loss is kept", type=int)
+    option(training, "--precision", "fp32 (default), bf16 (autocast; frozen weights in bf16), or auto: bf16 where the device computes it natively",
+           choices=("auto", "bf16", "fp32"))
     option(training, "--resume", "continue from the last checkpoint in DIR/checkpoints", action="store_true")
     modes = parser.add_argument_group("mode options")
     option(modes, "--hard-negatives", "embeddings: mine one hard negative per pair", action="store_true")

@@ -45,7 +45,8 @@ from rag.finetune.config import CLOSED_BOOK_OBJECTIVE, FinetuneConfig
 from rag.finetune.data import Data
 from rag.finetune.examples import Example
 from rag.finetune.synthetic import paraphrase
-from rag.finetune.trainer import Task, shuffled_batches
+from rag.finetune.trainer import Task, shuffled_batches, training_dtype
+from rag.models import load_generator, resolve_device
 from rag.passage import Passage
 from rag.prompt import build_prompt
 from rag.qa import is_validation, matched_answers, split
@@ -178,6 +179,13 @@ def causal_task(model, tokenizer, sequences: tuple[list[Sequence], list[Sequence
     train, val = sequences
     return Task(model=model, train=train, val=val, loss=loss, save=save, merge=merge, batches=phased_batches,
                 parts=one_by_one if device.type == "cpu" else None)
+
+
+def frozen_generator(settings: FinetuneConfig, config: Config):
+    """(model, tokenizer) whose weights stay frozen, held in the training dtype (bf16 halves their memory and skips
+    autocast's copies); PEFT then adds its trained parameters in fp32."""
+    model, tokenizer = load_generator(config, for_training=True)
+    return model.to(training_dtype(settings, resolve_device(config.device))), tokenizer
 
 
 def save_with_tokenizer(model, tokenizer, folder: Path) -> None:

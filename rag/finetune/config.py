@@ -82,6 +82,12 @@ class FinetuneConfig:
     lr_sweep: tuple[float, ...] = ()
     sweep_steps: int | None = None
     resume: bool = False
+    # The loss runs under autocast to this dtype (rag.models.resolve_dtype): "auto" is bf16 where the device computes
+    # it natively (AVX512-BF16 or AMX CPUs, CUDA with bf16), else fp32. Trained weights and the optimizer stay fp32;
+    # lora and prompt-tuning also hold their frozen weights in bf16. fp32 by default: on this project's 2-core CPU
+    # one epoch of the lab's LoRA took 957 s in bf16 instead of 1,284 s, but ended 0.03 higher in validation loss
+    # (README, "Precision").
+    precision: str = "fp32"
 
     # --- embeddings
     hard_negatives: bool = False  # mine one per pair from the corpus with the base encoder

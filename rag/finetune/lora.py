@@ -24,7 +24,7 @@ from pathlib import Path
 from torch import nn
 
 from rag.config import Config
-from rag.finetune.causal import causal_task, generator_sequences, save_with_tokenizer
+from rag.finetune.causal import causal_task, frozen_generator, generator_sequences, save_with_tokenizer
 from rag.finetune.config import FinetuneConfig
 from rag.finetune.data import Data
 from rag.finetune.trainer import Task
@@ -54,7 +54,7 @@ def lora_target_modules(model: nn.Module) -> list[str]:
 def build(settings: FinetuneConfig, config: Config, data: Data) -> Task:
     from peft import LoraConfig, get_peft_model
 
-    model, tokenizer = load_generator(config, for_training=True)
+    model, tokenizer = frozen_generator(settings, config)
     sequences = generator_sequences(settings, config, data, model, tokenizer)
     if settings.lora_targets == "auto":
         targets = lora_target_modules(model)
@@ -71,7 +71,9 @@ def build(settings: FinetuneConfig, config: Config, data: Data) -> Task:
     )
     model = get_peft_model(model, lora)
 
-    def merge(folder: Path) -> None:
-        save_with_tokenizer(model.merge_and_unload(), tokenizer, folder)
+    def merge(artifact: Path) -> None:
+        # The saved adapter on the fp32 base: the training copy's frozen weights may be bf16 (--precision)
+        merged, _ = load_generator(config, adapter=str(artifact), for_training=True)
+        save_with_tokenizer(merged.merge_and_unload(), tokenizer, artifact / "merged")
 
     return causal_task(model, tokenizer, sequences, save=model.save_pretrained, merge=merge)

@@ -13,19 +13,19 @@ random start, so the default is 20 tokens initialised from the preprompt text
 from __future__ import annotations
 
 from rag.config import Config
-from rag.finetune.causal import causal_task, generator_sequences
+from rag.finetune.causal import causal_task, frozen_generator, generator_sequences
 from rag.finetune.config import FinetuneConfig
 from rag.finetune.data import Data
 from rag.finetune.trainer import Task
 from rag.language import resolve_language
 from rag.prompt import preprompt
-from rag.models import float_generator_folder, load_generator
+from rag.models import float_generator_folder
 
 
 def build(settings: FinetuneConfig, config: Config, data: Data) -> Task:
     from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
 
-    model, tokenizer = load_generator(config, for_training=True)
+    model, tokenizer = frozen_generator(settings, config)
     sequences = generator_sequences(settings, config, data, model, tokenizer)
     soft_prompt = PromptTuningConfig(
         task_type="CAUSAL_LM",

@@ -26,7 +26,7 @@ from rag.finetune.config import FinetuneConfig
 from rag.finetune.data import Data, load_data
 from rag.finetune.sweep import SWEEP_FOLDER, chosen_rate, sweep_learning_rates
 from rag.finetune.trainer import Task, save_loss_plot, train
-from rag.models import resolve_device
+from rag.models import resolve_device, resolve_precision
 from rag.qa import question_fingerprint
 from rag.runtime import atomic_folder, folder_bytes, peak_rss_mb
 
@@ -89,6 +89,8 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
     """Train one mode as ``settings`` say and write the artifact, ``run.json`` and ``loss.png`` to ``settings.out``."""
     started = time.perf_counter()
     settings = settings.resolved()
+    # run.json records the precision the run computed in, not "auto"
+    settings = dataclasses.replace(settings, precision=resolve_precision(settings.precision, resolve_device(config.device), "--precision"))
     out = Path(settings.out)
     check_out(out, settings.resume)
     data = load_data(settings, config)
@@ -116,7 +118,7 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
         if settings.merge:
             if task.merge is None:
                 raise ValueError(f"--merge applies to lora only, not {settings.mode}")
-            task.merge(staging / "merged")
+            task.merge(staging)
         save_loss_plot(state, staging / "loss.png", f"{settings.mode} on {data.origin}")
         record = RunRecord(
             mode=settings.mode,

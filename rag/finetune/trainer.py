@@ -38,6 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rag.finetune.config import FinetuneConfig
+from rag.models import resolve_dtype
 from rag.runtime import atomic_folder
 
 logger = logging.getLogger(__name__)
@@ -60,17 +61,27 @@ class Task:
     save: Callable[[Path], None]  # write the artifact into an empty folder
     evaluate: Callable[[], dict[str, float]] | None = None  # metrics besides the loss, before and after
     batches: Callable[[list, int, random.Random], list[list]] = shuffled_batches
-    merge: Callable[[Path], None] | None = None  # lora --merge: write the merged model
+    merge: Callable[[Path], None] | None = None  # lora --merge: write ARTIFACT/merged from the saved ARTIFACT
     # batch -> (part, weight) pairs whose weighted losses sum to the batch's mean loss: each part runs forward and
     # backward alone (gradient accumulation), so only one part's activations are held at a time. None: the batch whole.
     parts: Callable[[list], list[tuple[list, float]]] | None = None
 
 
-def batch_loss(task: Task, batch: list, backward: bool) -> tuple[float, int]:
-    """The mean loss of ``batch`` and its input tokens, over ``task.parts`` if it has them; ``backward`` adds the gradients."""
+def training_dtype(settings: FinetuneConfig, device: str) -> torch.dtype:
+    """The dtype the loss is computed in on ``device`` (``settings.precision``, "auto" resolved)."""
+    return resolve_dtype(settings.precision, device, "--precision")
+
+
+def batch_loss(task: Task, batch: list, backward: bool, dtype: torch.dtype = torch.float32) -> tuple[float, int]:
+    """The mean loss of ``batch`` and its input tokens, over ``task.parts`` if it has them; ``backward`` adds the gradients.
+
+    The forward pass runs under autocast to ``dtype`` (fp32: none); the backward pass follows the forward's dtypes.
+    """
     total, tokens = 0.0, 0
+    device = next(task.model.parameters()).device.type
     for part, weight in task.parts(batch) if task.parts else [(batch, 1.0)]:
-        loss, part_tokens = task.loss(part)
+        with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
+            loss, part_tokens = task.loss(part)
         if backward:
             (loss * weight).backward()
         total += loss.item() * weight
@@ -127,12 +138,12 @@ def plan_steps(task: Task, settings: FinetuneConfig) -> list[tuple[int, list]]:
 
 
 @torch.no_grad()
-def validation_loss(task: Task, batch_size: int) -> float:
+def validation_loss(task: Task, batch_size: int, dtype: torch.dtype = torch.float32) -> float:
     task.model.eval()
     total, count = 0.0, 0
     for start in range(0, len(task.val), batch_size):
         batch = task.val[start : start + batch_size]
-        total += batch_loss(task, batch, backward=False)[0] * len(batch)
+        total += batch_loss(task, batch, backward=False, dtype=dtype)[0] * len(batch)
         count += len(batch)
     return total / count
 
@@ -141,13 +152,14 @@ def train(task: Task, settings: FinetuneConfig, checkpoints: Path, fingerprint: 
     """Train ``task`` as ``settings`` (resolved) say; returns the final state. See the module docstring."""
     trainable = {name: p for name, p in task.model.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(trainable.values(), lr=settings.lr, weight_decay=settings.weight_decay)
+    dtype = training_dtype(settings, next(task.model.parameters()).device.type)
     state = TrainState(fingerprint)
     if settings.resume:
         state = load_checkpoint(checkpoints, trainable, optimizer, fingerprint) or state
     plan = plan_steps(task, settings)
     warmup = math.ceil(settings.warmup_ratio * len(plan))
     if not state.val_losses:
-        loss = validation_loss(task, settings.batch_size)
+        loss = validation_loss(task, settings.batch_size, dtype)
         state.val_losses.append((0, loss))
         state.before = {"val_loss": round(loss, 4), **(task.evaluate() if task.evaluate else {})}
         logger.info("before training: %s", _format(state.before))
@@ -161,7 +173,7 @@ def train(task: Task, settings: FinetuneConfig, checkpoints: Path, fingerprint: 
             torch.manual_seed(settings.seed * 1_000_003 + state.step)  # same dropout masks when resumed
             task.model.train()
             began = time.perf_counter()
-            loss, tokens = batch_loss(task, batch, backward=True)
+            loss, tokens = batch_loss(task, batch, backward=True, dtype=dtype)
             torch.nn.utils.clip_grad_norm_(trainable.values(), settings.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -177,7 +189,7 @@ def train(task: Task, settings: FinetuneConfig, checkpoints: Path, fingerprint: 
             epoch_end = last or plan[state.step][0] != epoch
             validating = epoch_end or (settings.validate_every and state.step % settings.validate_every == 0)
             if validating:
-                loss = validation_loss(task, settings.batch_size)
+                loss = validation_loss(task, settings.batch_size, dtype)
                 state.val_losses.append((state.step, loss))
                 logger.info("epoch %d: step %d, validation loss %.4f", epoch + 1, state.step, loss)
                 if state.best_val_loss is None or loss < state.best_val_loss:
