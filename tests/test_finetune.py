@@ -296,6 +296,17 @@ def test_lora_holds_its_frozen_weights_in_the_training_precision_and_trains_fp32
     assert {p.dtype for p in task.model.parameters() if p.requires_grad} == {torch.float32}
 
 
+def test_a_checkpoint_resumes_only_in_the_precision_it_was_trained_in(tmp_path):
+    from rag.finetune.trainer import train
+
+    settings = FinetuneConfig("lora", str(tmp_path), lr=0.6, batch_size=1, max_steps=2, weight_decay=0.0).resolved()
+    train(scalar_task(settings), settings, tmp_path / "checkpoints", "data")
+    extended = dataclasses.replace(settings, max_steps=3, resume=True)
+    with pytest.raises(ValueError, match="trained with --precision fp32, and this run's is bf16; resume with --precision fp32"):
+        train(scalar_task(settings), dataclasses.replace(extended, precision="bf16"), tmp_path / "checkpoints", "data")
+    assert train(scalar_task(settings), extended, tmp_path / "checkpoints", "data").step == 3
+
+
 # ---------------------------------------------------------------------------- learning-rate sweep
 
 

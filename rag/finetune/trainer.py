@@ -38,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rag.finetune.config import FinetuneConfig
-from rag.models import resolve_dtype
+from rag.models import PRECISIONS, resolve_dtype, resolve_precision
 from rag.runtime import atomic_folder
 
 logger = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ def batch_loss(task: Task, batch: list, backward: bool, dtype: torch.dtype = tor
 @dataclass
 class TrainState:
     fingerprint: str  # of the data; a checkpoint only resumes on the same data
+    precision: str = "fp32"  # the loss's dtype (--precision, "auto" resolved); a checkpoint resumes only in it
     step: int = 0
     train_losses: list[float] = field(default_factory=list)  # one per step
     val_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss): before training, then each validation
@@ -152,10 +153,11 @@ def train(task: Task, settings: FinetuneConfig, checkpoints: Path, fingerprint: 
     """Train ``task`` as ``settings`` (resolved) say; returns the final state. See the module docstring."""
     trainable = {name: p for name, p in task.model.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(trainable.values(), lr=settings.lr, weight_decay=settings.weight_decay)
-    dtype = training_dtype(settings, next(task.model.parameters()).device.type)
-    state = TrainState(fingerprint)
+    precision = resolve_precision(settings.precision, next(task.model.parameters()).device.type, "--precision")
+    dtype = PRECISIONS[precision]
+    state = TrainState(fingerprint, precision=precision)
     if settings.resume:
-        state = load_checkpoint(checkpoints, trainable, optimizer, fingerprint) or state
+        state = load_checkpoint(checkpoints, trainable, optimizer, fingerprint, state.precision) or state
     plan = plan_steps(task, settings)
     warmup = math.ceil(settings.warmup_ratio * len(plan))
     if not state.val_losses:
@@ -256,7 +258,8 @@ def save_checkpoint(checkpoints: Path, trainable: dict[str, torch.nn.Parameter],
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(checkpoints: Path, trainable: dict[str, torch.nn.Parameter], optimizer, fingerprint: str) -> TrainState | None:
+def load_checkpoint(checkpoints: Path, trainable: dict[str, torch.nn.Parameter], optimizer, fingerprint: str,
+                    precision: str) -> TrainState | None:
     folder = latest_checkpoint(checkpoints)
     if folder is None:
         logger.info("--resume: no checkpoint under %s, starting from step 0", checkpoints)
@@ -267,6 +270,9 @@ def load_checkpoint(checkpoints: Path, trainable: dict[str, torch.nn.Parameter],
             f"checkpoint {folder} was trained on other data (fingerprint {state.fingerprint}, now {fingerprint}); "
             "resume with the same data flags and --limit, or choose another --out"
         )
+    if state.precision != precision:
+        raise ValueError(f"checkpoint {folder} was trained with --precision {state.precision}, and this run's is {precision}; "
+                         f"resume with --precision {state.precision}, or choose another --out")
     load_trainable(folder, trainable)
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu"))
     state.val_losses = [tuple(pair) for pair in state.val_losses]
