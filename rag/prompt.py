@@ -70,6 +70,7 @@ class PromptText:
     no_passages: str
     few_shot: tuple[FewShotExample, ...]  # generic, invented: they teach the answer format, not any domain fact
     fill_in_blank: str  # opens a fill-in-the-blank training question (rag.finetune.cloze)
+    decline: str  # what both preprompts ask for when the answer is unknown: the target of a trained unanswerable question
 
 
 ENGLISH_PROMPT = PromptText(
@@ -84,6 +85,7 @@ ENGLISH_PROMPT = PromptText(
     answer_label="Answer:",
     no_passages="(no passages found)",
     fill_in_blank="Fill in the blank:",
+    decline="I don't know.",
     few_shot=(
         FewShotExample(
             "The Orla Bridge opened in 1911 and crosses the river Tams at its narrowest point.",
@@ -121,6 +123,7 @@ FRENCH_PROMPT = PromptText(
     answer_label="Réponse :",
     no_passages="(aucun passage trouvé)",
     fill_in_blank="Complète le blanc :",
+    decline="Je ne sais pas.",
     few_shot=(
         FewShotExample(
             "Le pont d'Orla a ouvert en 1911 et franchit la rivière Tams à son point le plus étroit.",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,13 +21,14 @@ from rag import Config, Index, Pipeline, Retriever
 from rag.config import CLOSED_BOOK, WHOLE_CORPUS
 from rag.eval import EvalConfig, run_eval
 from rag.eval.dataset import select
+from rag.eval.metrics import abstained
 from rag.eval.predictions import PredictionLog
 from rag.finetune import FinetuneConfig, finetune
 from rag.finetune.causal import DOCUMENTS, QUESTIONS, generator_sequences, phased_batches
 from rag.finetune.cloze import BLANK, blanks, cloze_questions, sentences
 from rag.finetune.data import load_data
 from rag.models import load_generator
-from rag.prompt import build_prompt
+from rag.prompt import PROMPT_TEXTS, build_prompt
 from rag.qa import fold_of, fold_split, load_qa, question_fingerprint
 from rag.serve import from_report
 
@@ -157,6 +159,35 @@ def test_closed_book_sequences_are_the_documents_then_questions_without_passages
     for seed in range(3):  # every epoch: all the documents, then all the questions
         order = [s.phase for batch in phased_batches(questions + documents, 2, random.Random(seed)) for s in batch]
         assert order == sorted(order) and len(order) == len(train)
+
+
+def test_unanswerable_questions_train_the_decline_on_passages_that_do_not_answer(vellmar_index):
+    settings = FinetuneConfig("lora", "unused", qa=str(QA_FILE), index=str(vellmar_index), folds=3, fold=1,
+                              unanswerable=True).resolved()
+    config = Config()
+    data = load_data(settings, config)
+    unanswerable = {item.question for item in load_qa(QA_FILE) if not item.answers}
+    declined = {e.query for e in data.train + data.val if e.unanswerable}
+    assert declined == {q for q in unanswerable if fold_of(q, 3) != 1}  # every other fold's, none of the scored fold's
+    answerable = load_data(replace(settings, unanswerable=False), config)
+    assert [e for e in data.train if not e.unanswerable] == answerable.train  # the answerable split is unchanged
+    assert data.corpus == answerable.corpus
+    model, tokenizer = load_generator(config)
+    train, val = generator_sequences(settings, config, data, model, tokenizer)
+    assert len(train) == len(data.train) and len(val) == len(data.val)
+    for example, sequence in zip(data.train + data.val, train + val):
+        target = tokenizer.decode([t for t in sequence.labels if t != -100], skip_special_tokens=True).strip()
+        assert abstained(target) == example.unanswerable
+        if example.unanswerable:
+            prompt = tokenizer.decode(sequence.input_ids, skip_special_tokens=True)
+            assert target == "I don't know." and "[3]" in prompt and "[4]" not in prompt  # three passages, none cited
+    closed_book = replace(settings, objective="closed-book")
+    train, _ = generator_sequences(closed_book, config, load_data(closed_book, config), model, tokenizer)
+    targets = [tokenizer.decode([t for t in s.labels if t != -100], skip_special_tokens=True).strip()
+               for s in train if s.phase == QUESTIONS]
+    assert targets.count("I don't know.") == len([e for e in data.train if e.unanswerable])
+    for texts in PROMPT_TEXTS.values():  # the target is what both preprompts ask for, and the eval counts it as declining
+        assert texts.preprompt.endswith(texts.decline) and texts.closed_book.endswith(texts.decline) and abstained(texts.decline)
 
 
 def test_cloze_questions_blank_a_name_number_or_date_of_a_prose_sentence():

@@ -77,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(modes, "--objective", "generator modes (default: closed-book for scratch, else supervised)", choices=OBJECTIVES)
     option(modes, "--passages", "passages per supervised prompt, the gold one included", type=int)
     option(modes, "--distractors", "share of supervised examples with distractors only (RAFT)", type=float)
+    option(modes, "--unanswerable", "supervised, closed-book: also train on the QA set's unanswerable questions, "
+           "target the preprompt's \"I don't know.\"", action="store_true")
     option(modes, "--paraphrases", "unsupervised, closed-book: generated paraphrases per chunk", type=int)
     option(modes, "--cloze", "closed-book: fill-in-the-blank questions made from each chunk (a name, number or date "
            "of one of its sentences blanked)", type=int)

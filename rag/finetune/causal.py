@@ -9,7 +9,9 @@ Three objectives:
   tokens only (labels -100 on the prompt). With ``--distractors P`` a fraction P
   of the examples carries distractors only and keeps the answer as target, as in
   RAFT (Zhang et al. 2024), which teaches the model to answer from what it learnt
-  and to ignore irrelevant passages.
+  and to ignore irrelevant passages. With ``--unanswerable`` the QA set's
+  unanswerable questions join, each with ``passages`` distractors and the
+  preprompt's way of declining as target ("I don't know.").
 - ``unsupervised``: continued training on the corpus text itself (knowledge
   injection), optionally with generated paraphrases of each chunk (Ovadia et
   al. 2024 found facts need repeating in varied wording). Chunks are split into
@@ -18,7 +20,8 @@ Three objectives:
   Each epoch first trains on every chunk of the corpus, its ``--paraphrases`` and
   its ``--cloze`` fill-in-the-blank questions (rag.finetune.cloze), then on the
   training questions in the closed-book prompt (no passages, the closed-book
-  preprompt ``rag ask --no-retrieval`` uses), target the answer alone.
+  preprompt ``rag ask --no-retrieval`` uses), target the answer alone (an
+  unanswerable question's: the decline).
   Validation is closed-book answering of the validation questions, the task the
   artifact is scored on. Ovadia et al. 2024 fine-tune on documents alone; Jiang et
   al. 2024 ("Instruction-tuned language models are better knowledge learners")
@@ -48,7 +51,7 @@ from rag.finetune.synthetic import paraphrase
 from rag.finetune.trainer import Task, shuffled_batches, training_dtype
 from rag.models import load_generator, resolve_device
 from rag.passage import Passage
-from rag.prompt import build_prompt
+from rag.prompt import build_prompt, prompt_language, prompt_text
 from rag.qa import is_validation, matched_answers, split
 
 IGNORE = -100  # label value the cross-entropy skips
@@ -78,9 +81,17 @@ def answered(prompt_ids: list[int], answer: str, tokenizer, phase: int = DOCUMEN
     return Sequence(prompt_ids + target, [IGNORE] * len(prompt_ids) + target, phase)
 
 
+def decline(question: str, config: Config) -> str:
+    """What the preprompt asks the model to say when it cannot answer, in the question's prompt language."""
+    return prompt_text(prompt_language(question, config)).decline
+
+
 def supervised_sequence(example: Example, pool: list[Passage], tokenizer, config: Config, settings: FinetuneConfig) -> Sequence:
     # Seeded by the question, so an example looks the same in every epoch and after --resume.
     rng = random.Random(hashlib.sha256(f"{settings.seed}:{example.query}".encode()).digest())
+    if example.unanswerable:  # nothing in the corpus answers it: passages that do not, and the decline
+        prompt = build_prompt(example.query, rng.sample(pool, min(settings.passages, len(pool))), tokenizer, config)
+        return answered(prompt.input_ids, decline(example.query, config), tokenizer)
     # A distractor holding the answer would make the citation ambiguous.
     candidates = [p for p in pool if p.text != example.positive and not matched_answers(p.text, example.answers)]
     passages = rng.sample(candidates, min(settings.passages - 1, len(candidates)))
@@ -97,7 +108,8 @@ def supervised_sequence(example: Example, pool: list[Passage], tokenizer, config
 def closed_book_sequence(example: Example, tokenizer, config: Config, phase: int = QUESTIONS) -> Sequence:
     """The question in the prompt ``rag ask --no-retrieval`` builds, target its answer (nothing to cite)."""
     prompt = build_prompt(example.query, [], tokenizer, config.override({"retriever": CLOSED_BOOK}))
-    return answered(prompt.input_ids, example.answers[0], tokenizer, phase)
+    answer = decline(example.query, config) if example.unanswerable else example.answers[0]
+    return answered(prompt.input_ids, answer, tokenizer, phase)
 
 
 def text_sequence(text: str, tokenizer, max_tokens: int) -> Sequence:
@@ -107,7 +119,7 @@ def text_sequence(text: str, tokenizer, max_tokens: int) -> Sequence:
 
 def generator_sequences(settings: FinetuneConfig, config: Config, data: Data, model, tokenizer) -> tuple[list[Sequence], list[Sequence]]:
     """(train, validation) sequences for the configured objective; ``model`` is the base, for paraphrases."""
-    if settings.objective != "unsupervised" and any(not e.answers for e in data.train + data.val):
+    if settings.objective != "unsupervised" and any(not (e.answers or e.unanswerable) for e in data.train + data.val):
         raise ValueError(f"the {settings.objective} objective needs reference answers: use --qa FILE (pairs carry none), "
                          "or --objective unsupervised")
     if settings.objective == "supervised":

@@ -97,6 +97,9 @@ class FinetuneConfig:
     objective: str | None = None  # None: the mode's default (closed-book for scratch, else supervised)
     passages: int = 3  # passages per supervised prompt: the gold one and passages - 1 distractors
     distractors: float = 0.0  # fraction of supervised examples given distractors only (RAFT)
+    # supervised, closed-book: also train on the QA set's unanswerable questions (no answer: distractors only, or no
+    # passage), with the preprompt's way of declining as target ("I don't know."), so that the model learns to say it.
+    unanswerable: bool = False
     paraphrases: int = 0  # unsupervised: paraphrases of each chunk added by the local generator
     cloze: int = 0  # closed-book: fill-in-the-blank questions made from each chunk (rag.finetune.cloze)
     lora_r: int = 8
@@ -144,6 +147,9 @@ class FinetuneConfig:
         if self.cloze and objective != CLOSED_BOOK_OBJECTIVE:
             raise ValueError(f"--cloze adds fill-in-the-blank questions to the {CLOSED_BOOK_OBJECTIVE} objective, and this "
                              f"run's is {objective}: add --objective {CLOSED_BOOK_OBJECTIVE}, or leave --cloze out")
+        if self.unanswerable and (self.mode == "embeddings" or objective == "unsupervised" or not self.qa):
+            raise ValueError("--unanswerable trains a generator to decline the unanswerable questions of a QA set: it takes "
+                             "--qa FILE and the supervised or closed-book objective")
         return dataclasses.replace(
             self,
             lr=self.lr if self.lr is not None else defaults.lr,

@@ -6,7 +6,8 @@ Three sources, one per flag:
 - ``--qa FILE``: SQuAD v1.1 JSON or JSONL read by :func:`rag.qa.load_qa`. A question
   with a ``context`` uses it as its gold passage; one without (``corpora/vellmar-qa.jsonl``)
   takes it from ``--index``: the chunk of its ``source`` file that contains an answer,
-  else the chunk of that file closest to the question. Unanswerable questions are skipped;
+  else the chunk of that file closest to the question. Unanswerable questions are skipped,
+  unless ``--unanswerable`` keeps them (``Example.positive`` None) for a generator to learn to decline;
 - ``--synthetic --index DIR``: questions written by the local generator (:mod:`rag.finetune.synthetic`).
 
 The split is :func:`rag.qa.split` on the question text, the same call the eval
@@ -59,8 +60,8 @@ class Data:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def examples_from_qa(items: list[QAItem], index: Index | None, config: Config) -> list[Example]:
-    """Answerable questions with their gold passage (see the module docstring)."""
+def examples_from_qa(items: list[QAItem], index: Index | None, config: Config, unanswerable: bool = False) -> list[Example]:
+    """Answerable questions with their gold passage, then, with ``unanswerable``, the others (see the module docstring)."""
     answerable = [item for item in items if item.answers]
     if not answerable:
         raise ValueError("the QA file has no question with an answer to train on")
@@ -80,6 +81,8 @@ def examples_from_qa(items: list[QAItem], index: Index | None, config: Config) -
                                     document=document_of(item)))
     if not examples:
         raise ValueError("no question's source file is in the index; build the index from the QA set's corpus")
+    if unanswerable:
+        examples += [Example(item.question, None, document=document_of(item)) for item in items if not item.answers]
     return examples
 
 
@@ -124,7 +127,7 @@ def load_data(settings: FinetuneConfig, config: Config = Config()) -> Data:
     elif settings.pairs:
         examples, origin = load_pairs(settings.pairs), f"pairs {settings.pairs}"
     elif settings.qa:
-        examples, origin = examples_from_qa(load_qa(settings.qa), index, config), f"qa {settings.qa}"
+        examples, origin = examples_from_qa(load_qa(settings.qa), index, config, settings.unanswerable), f"qa {settings.qa}"
     else:
         if index is None:
             raise ValueError("--synthetic writes questions for an index's chunks: pass --index INDEX_DIR")
@@ -142,7 +145,7 @@ def load_data(settings: FinetuneConfig, config: Config = Config()) -> Data:
             "use more data or change --val-fraction"
         )
     passages = [Passage(c.text, c.source, c.page) for c in index.chunks()] if index else []
-    passages += [Passage(e.positive, e.source, e.page) for e in examples]
+    passages += [Passage(e.positive, e.source, e.page) for e in examples if not e.unanswerable]
     if settings.split_by == "document":
         passages = _outside_documents(passages, unseen)
     unique: dict[str, Passage] = {}

@@ -16,12 +16,16 @@ from rag.jsonl import read_jsonl
 @dataclass(frozen=True)
 class Example:
     query: str
-    positive: str  # the gold passage
-    answers: tuple[str, ...] = ()  # reference answers; empty for retrieval-only pairs
+    positive: str | None  # the gold passage; None for a question the corpus does not answer (FinetuneConfig.unanswerable)
+    answers: tuple[str, ...] = ()  # reference answers; empty for retrieval-only pairs and unanswerable questions
     negative: str | None = None  # a hard negative passage
     source: str | None = None  # file or title of the gold passage, shown in generator prompts
     page: int | None = None
     document: str | None = None  # what --split-by document groups by (rag.qa.document_of); None: the positive itself
+
+    @property
+    def unanswerable(self) -> bool:
+        return self.positive is None
 
     @property
     def document_key(self) -> str:
