@@ -24,7 +24,7 @@ from rag.eval.dataset import select
 from rag.eval.metrics import abstained
 from rag.eval.predictions import PredictionLog
 from rag.finetune import FinetuneConfig, finetune
-from rag.finetune.causal import DOCUMENTS, QUESTIONS, generator_sequences, phased_batches
+from rag.finetune.causal import DOCUMENTS, IGNORE, QUESTIONS, generator_sequences, phased_batches
 from rag.finetune.cloze import BLANK, blanks, cloze_questions, sentences
 from rag.finetune.data import load_data
 from rag.models import load_generator
@@ -35,6 +35,11 @@ from rag.serve import from_report
 FOLDS = 2
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"limit": 2, "batch_size": 1, "passages": 1, "max_steps": 1}  # the smallest generator run
+
+
+def target_text(sequence, tokenizer) -> str:
+    """The text a sequence's loss is taken on (its labels), stripped."""
+    return tokenizer.decode([t for t in sequence.labels if t != IGNORE], skip_special_tokens=True).strip()
 
 
 def test_folds_are_stable_under_a_seed_and_differ_across_seeds():
@@ -154,8 +159,7 @@ def test_closed_book_sequences_are_the_documents_then_questions_without_passages
     example, sequence = data.train[0], questions[0]
     prompt = build_prompt(example.query, [], tokenizer, config.override({"retriever": CLOSED_BOOK})).input_ids
     assert sequence.input_ids[: len(prompt)] == prompt  # the prompt rag ask --no-retrieval builds: no passages
-    target = tokenizer.decode([t for t in sequence.labels if t != -100], skip_special_tokens=True)
-    assert target.strip() == example.answers[0]  # the answer alone: nothing to cite
+    assert target_text(sequence, tokenizer) == example.answers[0]  # the answer alone: nothing to cite
     for seed in range(3):  # every epoch: all the documents, then all the questions
         order = [s.phase for batch in phased_batches(questions + documents, 2, random.Random(seed)) for s in batch]
         assert order == sorted(order) and len(order) == len(train)
@@ -176,15 +180,13 @@ def test_unanswerable_questions_train_the_decline_on_passages_that_do_not_answer
     train, val = generator_sequences(settings, config, data, model, tokenizer)
     assert len(train) == len(data.train) and len(val) == len(data.val)
     for example, sequence in zip(data.train + data.val, train + val):
-        target = tokenizer.decode([t for t in sequence.labels if t != -100], skip_special_tokens=True).strip()
+        target = target_text(sequence, tokenizer)
         assert abstained(target) == example.unanswerable
         if example.unanswerable:
             prompt = tokenizer.decode(sequence.input_ids, skip_special_tokens=True)
             assert target == "I don't know." and "[3]" in prompt and "[4]" not in prompt  # three passages, none cited
-    closed_book = replace(settings, objective="closed-book")
-    train, _ = generator_sequences(closed_book, config, load_data(closed_book, config), model, tokenizer)
-    targets = [tokenizer.decode([t for t in s.labels if t != -100], skip_special_tokens=True).strip()
-               for s in train if s.phase == QUESTIONS]
+    train, _ = generator_sequences(replace(settings, objective="closed-book"), config, data, model, tokenizer)  # the same data
+    targets = [target_text(s, tokenizer) for s in train if s.phase == QUESTIONS]
     assert targets.count("I don't know.") == len([e for e in data.train if e.unanswerable])
     for texts in PROMPT_TEXTS.values():  # the target is what both preprompts ask for, and the eval counts it as declining
         assert texts.preprompt.endswith(texts.decline) and texts.closed_book.endswith(texts.decline) and abstained(texts.decline)
@@ -248,8 +250,7 @@ def test_cloze_questions_join_the_documents_phase_with_the_loss_on_the_blanked_s
     for example, sequence in zip(cloze, recall):
         prompt = build_prompt(example.query, [], tokenizer, closed_book).input_ids
         assert sequence.input_ids[: len(prompt)] == prompt
-        target = tokenizer.decode([t for t in sequence.labels if t != -100], skip_special_tokens=True)
-        assert target.strip() == example.answers[0]
+        assert target_text(sequence, tokenizer) == example.answers[0]
     with pytest.raises(ValueError, match="--cloze adds fill-in-the-blank questions to the closed-book objective"):
         FinetuneConfig("lora", "unused", cloze=2).resolved()
 
