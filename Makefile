@@ -73,8 +73,12 @@ LAB_GENERATOR_FLAGS ?= --precision auto
 LAB_LR_lora ?= 1e-3
 LAB_LR_lora-cb ?= 4e-3
 LAB_LR_full-cb ?= 4e-4
+# The arms trained with passages get, beside the gold one, the passages BM25 ranks highest for the question, as the
+# eval's bm25 retriever gives them, instead of random ones (docs/results/vellmar/RUN.md compares the two).
+LAB_SUPERVISED_FLAGS ?= --distractors-from bm25
+SUPERVISED_ARMS := lora soft-prompt full
 lab_flags = $(if $(LAB_LR_$(1)),$(if $(findstring --lr-sweep,$(TRAIN_FLAGS)),,--lr $(LAB_LR_$(1)))) \
-	$(if $(filter embedder,$(1)),,$(LAB_GENERATOR_FLAGS))
+	$(if $(filter embedder,$(1)),,$(LAB_GENERATOR_FLAGS)) $(if $(filter $(SUPERVISED_ARMS),$(1)),$(LAB_SUPERVISED_FLAGS))
 # arm -> rag.finetune mode (and objective), and the rag.eval flag that takes its folders
 MODE_embedder := embeddings
 MODE_lora := lora

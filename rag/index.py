@@ -248,16 +248,28 @@ class Index:
         """
         if self._bm25 is None:
             self._bm25 = self._load_bm25()
-        n = min(k, len(self))
-        vocabulary = self._bm25.vocab_dict
-        # bm25s refuses terms it has not indexed; such a term matches nothing anyway.
-        terms = [[term for term in query if term in vocabulary] for query in bm25_tokens(queries, languages)]
-        ids, scores = self._bm25.retrieve(terms, k=n, show_progress=False, n_threads=1)
-        pad = k - n
-        return (
-            np.pad(scores.astype(np.float32), ((0, 0), (0, pad)), constant_values=-np.inf),
-            np.pad(ids.astype(np.int64), ((0, 0), (0, pad)), constant_values=-1),
-        )
+        return search_bm25(self._bm25, len(self), queries, k, languages)
+
+
+def build_bm25(texts: list[str], languages: list[str]) -> bm25s.BM25:
+    """A bm25s index of ``texts``, each analyzed in its language (``languages[i]`` for ``texts[i]``)."""
+    bm25 = bm25s.BM25()
+    bm25.index(bm25_tokens(texts, languages), show_progress=False)
+    return bm25
+
+
+def search_bm25(bm25: bm25s.BM25, size: int, queries: list[str], k: int, languages: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`Index.search_bm25` over any bm25s index of ``size`` documents."""
+    n = min(k, size)
+    vocabulary = bm25.vocab_dict
+    # bm25s refuses terms it has not indexed; such a term matches nothing anyway.
+    terms = [[term for term in query if term in vocabulary] for query in bm25_tokens(queries, languages)]
+    ids, scores = bm25.retrieve(terms, k=n, show_progress=False, n_threads=1)
+    pad = k - n
+    return (
+        np.pad(scores.astype(np.float32), ((0, 0), (0, pad)), constant_values=-np.inf),
+        np.pad(ids.astype(np.int64), ((0, 0), (0, pad)), constant_values=-1),
+    )
 
 
 # ---------------------------------------------------------------------------- writing
@@ -313,9 +325,7 @@ def write_generation(
 
         np.save(staging / "embeddings.npy", embeddings.astype(np.float32))
         faiss.write_index(build_faiss(np.ascontiguousarray(embeddings, dtype=np.float32), config), str(staging / "vectors.faiss"))
-        bm25 = bm25s.BM25()
-        bm25.index(bm25_tokens([c.text for c in chunks], [c.language for c in chunks]), show_progress=False)
-        bm25.save(str(staging / "bm25"))
+        build_bm25([c.text for c in chunks], [c.language for c in chunks]).save(str(staging / "bm25"))
         (staging / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
 
     atomic_write_text(current, folder.name)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 from rag.config import WHOLE_CORPUS, Config
 from rag.embed import embed_texts, for_index, load_embedder
-from rag.index import Index
+from rag.index import Index, build_bm25, search_bm25
 from rag.language import resolve_language
-from rag.passage import Chunk
+from rag.passage import Chunk, Passage
 
 Ranking = list[tuple[int, float]]
 
@@ -93,10 +93,22 @@ def dense(retriever: Retriever, questions: list[str], depth: int) -> list[Rankin
 
 
 def bm25(retriever: Retriever, questions: list[str], depth: int) -> list[Ranking]:
+    return _bm25_matches(retriever.index.search_bm25, questions, depth, retriever.config)
+
+
+def bm25_passages(passages: list[Passage], questions: list[str], depth: int, config: Config = Config()) -> list[Ranking]:
+    """BM25 over any passages, as :func:`bm25` ranks an index's chunks: rankings of positions in ``passages``."""
+    # Each passage analyzed in its own language, as rag.ingest analyzes a chunk.
+    index = build_bm25([p.text for p in passages], [resolve_language(config.language, p.text) for p in passages])
+    search = lambda queries, k, languages: search_bm25(index, len(passages), queries, k, languages)  # noqa: E731
+    return _bm25_matches(search, questions, depth, config)
+
+
+def _bm25_matches(search, questions: list[str], depth: int, config: Config) -> list[Ranking]:
     # Each question is analyzed in its own language, as each chunk was at ingest.
-    languages = [resolve_language(retriever.config.language, question) for question in questions]
+    languages = [resolve_language(config.language, question) for question in questions]
     # A chunk sharing no term with the question scores 0: it is not a match.
-    return [[(i, s) for i, s in ranking if s > 0] for ranking in _rankings(*retriever.index.search_bm25(questions, depth, languages))]
+    return [[(i, s) for i, s in ranking if s > 0] for ranking in _rankings(*search(questions, depth, languages))]
 
 
 def reciprocal_rank_fusion(rankings: list[Ranking], rrf_k: int) -> Ranking:

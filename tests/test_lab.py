@@ -29,7 +29,7 @@ from rag.finetune.cloze import BLANK, blanks, cloze_questions, sentences
 from rag.finetune.data import load_data
 from rag.models import load_generator
 from rag.prompt import PROMPT_TEXTS, build_prompt
-from rag.qa import fold_of, fold_split, load_qa, question_fingerprint
+from rag.qa import fold_of, fold_split, load_qa, matched_answers, question_fingerprint
 from rag.serve import from_report
 
 FOLDS = 2
@@ -190,6 +190,35 @@ def test_unanswerable_questions_train_the_decline_on_passages_that_do_not_answer
     assert targets.count("I don't know.") == len([e for e in data.train if e.unanswerable])
     for texts in PROMPT_TEXTS.values():  # the target is what both preprompts ask for, and the eval counts it as declining
         assert texts.preprompt.endswith(texts.decline) and texts.closed_book.endswith(texts.decline) and abstained(texts.decline)
+
+
+def test_bm25_distractors_are_the_passages_the_eval_retrieves_beside_the_gold_one(vellmar_index):
+    settings = FinetuneConfig("lora", "unused", qa=str(QA_FILE), index=str(vellmar_index), folds=3, fold=1,
+                              unanswerable=True, distractors_from="bm25").resolved()
+    config = Config()
+    data = load_data(settings, config)
+    _, tokenizer = load_generator(config)
+    examples = data.train + data.val
+    # The reference: the eval's BM25 over the index built at ingest, not the pool's index the fine-tune builds.
+    hits = Retriever(Index.open(vellmar_index), config).search([e.query for e in examples], "bm25", k=40)
+
+    def expected(example, ranking) -> list[str]:
+        usable = [h.chunk.text for h in ranking if h.chunk.text != example.positive and not matched_answers(h.chunk.text, example.answers)]
+        return usable[: settings.passages - (0 if example.unanswerable else 1)]
+
+    def holds(sequence, texts) -> bool:
+        prompt = " ".join(tokenizer.decode(sequence.input_ids, skip_special_tokens=True).split())
+        return all(" ".join(text.split())[:80] in prompt for text in texts)
+
+    for bm25 in (True, False):
+        train, val = generator_sequences(settings if bm25 else replace(settings, distractors_from="random"), config, data, None, tokenizer)
+        found = [holds(sequence, expected(e, ranking)) for e, sequence, ranking in zip(examples, train + val, hits)]
+        if bm25:  # every question, the unanswerable ones (three distractors, no gold passage) included
+            assert all(found) and len(found) == len(examples) and any(e.unanswerable for e in examples)
+        else:  # random distractors are rarely those: the check tells the two apart
+            assert sum(found) < len(found) / 4
+        answerable = [s for e, s in zip(examples, train + val) if not e.unanswerable]
+        assert all(holds(s, [e.positive]) for e, s in zip([e for e in examples if not e.unanswerable], answerable))
 
 
 def test_cloze_questions_blank_a_name_number_or_date_of_a_prose_sentence():

@@ -24,7 +24,7 @@ import argparse
 
 from rag.cli_common import add_config_flags, config_from_args, given, run_cli
 from rag.cli_common import option as config_option
-from rag.finetune.config import MODE_DEFAULTS, OBJECTIVES, FinetuneConfig
+from rag.finetune.config import DISTRACTOR_SOURCES, MODE_DEFAULTS, OBJECTIVES, FinetuneConfig
 from rag.finetune.run import finetune
 from rag.qa import SPLIT_UNITS
 
@@ -77,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(modes, "--objective", "generator modes (default: closed-book for scratch, else supervised)", choices=OBJECTIVES)
     option(modes, "--passages", "passages per supervised prompt, the gold one included", type=int)
     option(modes, "--distractors", "share of supervised examples with distractors only (RAFT)", type=float)
+    option(modes, "--distractors-from", "supervised: distractors drawn at random from the corpus (default), or the "
+           "passages BM25 ranks highest for the question, as a BM25 eval retrieves them", choices=DISTRACTOR_SOURCES)
     option(modes, "--unanswerable", "supervised, closed-book: also train on the QA set's unanswerable questions, "
            "target the preprompt's \"I don't know.\"", action="store_true")
     option(modes, "--paraphrases", "unsupervised, closed-book: generated paraphrases per chunk", type=int)

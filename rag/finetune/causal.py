@@ -6,7 +6,11 @@ Three objectives:
   same preprompt, passage headers and token budget) with the gold passage among
   ``passages - 1`` distractors in a seeded random order, and the target
   ``"<answer> [n]"`` where n numbers the gold passage. The loss covers the answer
-  tokens only (labels -100 on the prompt). With ``--distractors P`` a fraction P
+  tokens only (labels -100 on the prompt). The distractors are drawn at random
+  from the corpus, or with ``--distractors-from bm25`` are the passages BM25
+  ranks highest for the question (none holding an answer), as a BM25 eval
+  retrieves them: the model then learns to pick the answer among passages
+  about the same thing, which is what it is tested on. With ``--distractors P`` a fraction P
   of the examples carries distractors only and keeps the answer as target, as in
   RAFT (Zhang et al. 2024), which teaches the model to answer from what it learnt
   and to ignore irrelevant passages. With ``--unanswerable`` the QA set's
@@ -53,12 +57,15 @@ from rag.models import load_generator, resolve_device
 from rag.passage import Passage
 from rag.prompt import build_prompt, prompt_language, prompt_text
 from rag.qa import is_validation, matched_answers, split
+from rag.retrieve import bm25_passages
 
 IGNORE = -100  # label value the cross-entropy skips
 logger = logging.getLogger(__name__)
 
 
 DOCUMENTS, QUESTIONS = 0, 1  # closed-book phases: each epoch trains on the documents, then on the questions
+# --distractors-from bm25 searches this many hits past --passages, to skip the gold one and those holding an answer.
+DISTRACTOR_SEARCH_MARGIN = 20
 
 
 @dataclass(frozen=True)
@@ -86,15 +93,36 @@ def decline(question: str, config: Config) -> str:
     return prompt_text(prompt_language(question, config)).decline
 
 
-def supervised_sequence(example: Example, pool: list[Passage], tokenizer, config: Config, settings: FinetuneConfig) -> Sequence:
+def distractors(example: Example, pool: list[Passage], ranked: list[Passage], count: int, rng: random.Random) -> list[Passage]:
+    """``count`` passages that are not the gold one and hold no answer: ``ranked``'s first, then drawn from ``pool``."""
+    # A distractor holding the answer would make the citation ambiguous.
+    usable = lambda passage: passage.text != example.positive and not matched_answers(passage.text, example.answers)  # noqa: E731
+    chosen = [passage for passage in ranked if usable(passage)][:count]
+    rest = [passage for passage in pool if usable(passage) and passage not in chosen]
+    return chosen + rng.sample(rest, min(count - len(chosen), len(rest)))
+
+
+def ranked_distractors(examples: list[Example], pool: list[Passage], config: Config, settings: FinetuneConfig) -> dict[str, list[Passage]]:
+    """question -> the pool passages BM25 ranks for it, best first, under ``--distractors-from bm25`` (else none):
+    the passages the eval's BM25 puts beside the gold one, which the model must learn to read past."""
+    if settings.distractors_from != "bm25":
+        return {}
+    # Deep enough to skip the gold passage and those holding an answer; a question with fewer matches draws the rest.
+    depth = settings.passages + DISTRACTOR_SEARCH_MARGIN
+    rankings = bm25_passages(pool, [e.query for e in examples], depth, config)
+    return {e.query: [pool[i] for i, _ in ranking] for e, ranking in zip(examples, rankings)}
+
+
+def supervised_sequence(example: Example, pool: list[Passage], tokenizer, config: Config, settings: FinetuneConfig,
+                        ranked: list[Passage] = ()) -> Sequence:
+    """The example's prompt with its gold passage among distractors (``ranked`` first, else random), target the
+    answer citing the gold passage; an unanswerable question's passages are all distractors, target the decline."""
     # Seeded by the question, so an example looks the same in every epoch and after --resume.
     rng = random.Random(hashlib.sha256(f"{settings.seed}:{example.query}".encode()).digest())
     if example.unanswerable:  # nothing in the corpus answers it: passages that do not, and the decline
-        prompt = build_prompt(example.query, rng.sample(pool, min(settings.passages, len(pool))), tokenizer, config)
+        prompt = build_prompt(example.query, distractors(example, pool, ranked, settings.passages, rng), tokenizer, config)
         return answered(prompt.input_ids, decline(example.query, config), tokenizer)
-    # A distractor holding the answer would make the citation ambiguous.
-    candidates = [p for p in pool if p.text != example.positive and not matched_answers(p.text, example.answers)]
-    passages = rng.sample(candidates, min(settings.passages - 1, len(candidates)))
+    passages = distractors(example, pool, ranked, settings.passages - 1, rng)
     # The same seeded hash as the validation split picks the oracle-free fraction deterministically.
     if not (settings.distractors and is_validation(f"distractors:{example.query}", settings.distractors, settings.seed)):
         passages.append(Passage(example.positive, example.source, example.page))
@@ -123,7 +151,10 @@ def generator_sequences(settings: FinetuneConfig, config: Config, data: Data, mo
         raise ValueError(f"the {settings.objective} objective needs reference answers: use --qa FILE (pairs carry none), "
                          "or --objective unsupervised")
     if settings.objective == "supervised":
-        make = lambda examples: [supervised_sequence(e, data.corpus, tokenizer, config, settings) for e in examples]  # noqa: E731
+        ranked = ranked_distractors(data.train + data.val, data.corpus, config, settings)
+        make = lambda examples: [  # noqa: E731
+            supervised_sequence(e, data.corpus, tokenizer, config, settings, ranked.get(e.query, ())) for e in examples
+        ]
         return make(data.train), make(data.val)
     texts = [passage.text for passage in data.corpus]
     train_texts, val_texts = split(texts, settings.val_fraction, settings.seed, key=lambda text: text)

@@ -21,6 +21,7 @@ from rag.qa import check_split_unit
 
 CLOSED_BOOK_OBJECTIVE = "closed-book"  # the corpus, then questions without passages: to answer without retrieval
 OBJECTIVES = ("supervised", "unsupervised", CLOSED_BOOK_OBJECTIVE)
+DISTRACTOR_SOURCES = ("random", "bm25")  # where a supervised prompt's distractors come from
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class FinetuneConfig:
     objective: str | None = None  # None: the mode's default (closed-book for scratch, else supervised)
     passages: int = 3  # passages per supervised prompt: the gold one and passages - 1 distractors
     distractors: float = 0.0  # fraction of supervised examples given distractors only (RAFT)
+    distractors_from: str = "random"  # supervised: "random" corpus passages, or those "bm25" ranks highest for the question
     # supervised, closed-book: also train on the QA set's unanswerable questions (no answer: distractors only, or no
     # passage), with the preprompt's way of declining as target ("I don't know."), so that the model learns to say it.
     unanswerable: bool = False
@@ -147,6 +149,11 @@ class FinetuneConfig:
         if self.cloze and objective != CLOSED_BOOK_OBJECTIVE:
             raise ValueError(f"--cloze adds fill-in-the-blank questions to the {CLOSED_BOOK_OBJECTIVE} objective, and this "
                              f"run's is {objective}: add --objective {CLOSED_BOOK_OBJECTIVE}, or leave --cloze out")
+        if self.distractors_from not in DISTRACTOR_SOURCES:
+            raise ValueError(f"unknown --distractors-from {self.distractors_from!r}; choose one of {', '.join(DISTRACTOR_SOURCES)}")
+        if self.distractors_from != "random" and (self.mode == "embeddings" or objective != "supervised"):
+            raise ValueError(f"--distractors-from {self.distractors_from} chooses the passages of supervised prompts, and this "
+                             f"run has none ({self.mode}, {objective} objective): use the supervised objective, or leave it out")
         if self.unanswerable and (self.mode == "embeddings" or objective == "unsupervised" or not self.qa):
             raise ValueError("--unanswerable trains a generator to decline the unanswerable questions of a QA set: it takes "
                              "--qa FILE and the supervised or closed-book objective")
