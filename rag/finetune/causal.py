@@ -56,7 +56,7 @@ from rag.finetune.trainer import Task, shuffled_batches, training_dtype
 from rag.models import load_generator, resolve_device
 from rag.passage import Passage
 from rag.prompt import build_prompt, prompt_language, prompt_text
-from rag.qa import is_validation, matched_answers, split
+from rag.qa import is_validation, split
 from rag.retrieve import bm25_passages
 
 IGNORE = -100  # label value the cross-entropy skips
@@ -95,10 +95,8 @@ def decline(question: str, config: Config) -> str:
 
 def distractors(example: Example, pool: list[Passage], ranked: list[Passage], count: int, rng: random.Random) -> list[Passage]:
     """``count`` passages that are not the gold one and hold no answer: ``ranked``'s first, then drawn from ``pool``."""
-    # A distractor holding the answer would make the citation ambiguous.
-    usable = lambda passage: passage.text != example.positive and not matched_answers(passage.text, example.answers)  # noqa: E731
-    chosen = [passage for passage in ranked if usable(passage)][:count]
-    rest = [passage for passage in pool if usable(passage) and passage not in chosen]
+    chosen = [passage for passage in ranked if example.distracts(passage.text)][:count]
+    rest = [passage for passage in pool if example.distracts(passage.text) and passage not in chosen]
     return chosen + rng.sample(rest, min(count - len(chosen), len(rest)))
 
 

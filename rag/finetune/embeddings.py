@@ -35,7 +35,6 @@ from rag.finetune.data import Data
 from rag.finetune.examples import Example
 from rag.finetune.trainer import Task
 from rag.metrics import mrr_at_k, ndcg_at_k, recall_at_k
-from rag.qa import matched_answers
 
 CUTOFFS = (1, 5, 10)
 OTHERS_PER_LIMIT, MIN_OTHERS = 4, 16  # passages ranked besides the positives when --limit is given
@@ -93,11 +92,7 @@ def mine_hard_negatives(model, examples: list[Example], corpus: list[str], batch
     rankings = rank(model, [e.query for e in examples], embed_texts(model, corpus, batch_size), batch_size, 20)
     mined = []
     for example, ranking in zip(examples, rankings):
-        candidates = (
-            corpus[row]
-            for row in ranking
-            if corpus[row] != example.positive and not matched_answers(corpus[row], example.answers)
-        )
+        candidates = (corpus[row] for row in ranking if example.distracts(corpus[row]))
         mined.append(dataclasses.replace(example, negative=example.negative or next(candidates, None)))
     return mined
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.jsonl import read_jsonl
+from rag.qa import matched_answers
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class Example:
     @property
     def document_key(self) -> str:
         return self.document or self.positive
+
+    def distracts(self, text: str) -> bool:
+        """Whether ``text`` can stand beside this question as a negative: not its gold passage, and holding none of its
+        answers (one that did would be a second positive, and make a citation ambiguous)."""
+        return text != self.positive and not matched_answers(text, self.answers)
 
 
 def _pair(row: dict) -> Example:
