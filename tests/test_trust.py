@@ -269,6 +269,27 @@ def test_verdict_compares_one_factor_at_a_time():
     assert all(c.outcome == "clearly beats" for c in comparisons if c.factor == "fine-tuning")
 
 
+def test_the_fine_tuning_methods_are_compared_with_each_other_where_they_are_tested_the_same_way():
+    # LoRA against a soft prompt (the user's document 002) and a pretrained full fine-tune against one from scratch
+    # (003) had no comparison of their own: only each against base.
+    def trained(name, closed_book=False):
+        return GeneratorSpec(name, Config(), f"/runs/{name}", dataclasses.replace(LORA, path=f"/runs/{name}"), closed_book_only=closed_book)
+    generators = [GENERATORS["base"], trained("lora"), trained("soft-prompt"), trained("full-cb", True), trained("scratch", True)]
+    other_model = [GENERATORS["base"].labelled("gemma"), trained("lora").labelled("gemma")]
+    rows = predictions({
+        "none+base": [0.0] * N, "bm25+base": [0.0] * N, "bm25+lora": [1.0] * N, "bm25+soft-prompt": [0.5] * N,
+        "none+full-cb": [0.5] * N, "none+scratch": [0.5] * N, "none+base@gemma": [0.0] * N, "bm25+base@gemma": [0.0] * N,
+        "bm25+lora@gemma": [0.0] * N,
+    })
+    report = build_report(rows, EvalConfig("qa.jsonl", "out", bootstrap_resamples=2000), [RETRIEVERS["none"], RETRIEVERS["bm25"]],
+                          generators + other_model, {p.qid for p in rows}, set(), [], 1.0)
+    method = [(c.a, c.b, c.outcome) for c in report.verdict.comparisons if c.factor == "method"]
+    # Not lora against full-cb (tested with passages against closed book), nor against another model's lora.
+    assert method == [("none+full-cb", "none+scratch", "within noise of"), ("bm25+lora", "bm25+soft-prompt", "clearly beats")]
+    assert any(line.startswith("Fine-tuning method (") and ": of 2 comparisons, 1 clearly better, 1 within noise" in line
+               for line in report.verdict.summary)
+
+
 def test_sentence_contexts_are_compared_with_whole_passages_and_never_scored_closed_book():
     sentences = GeneratorSpec("sentences", Config(context="sentences"))
     assert not sentences.crosses(RETRIEVERS["none"]) and sentences.crosses(RETRIEVERS["bm25"])

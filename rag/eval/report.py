@@ -8,7 +8,10 @@ et al., 2024, "Fine-tuning or retrieval?"; Zhang et al., 2024, RAFT).
 
 Comparisons change one factor at a time: the retrieval effect is each
 retriever against closed book *with the same generator*, the fine-tuning effect
-each fine-tuned generator against ``base`` *with the same retriever*; with a
+each fine-tuned generator against ``base`` *with the same retriever*, and the
+fine-tuning methods against each other: generators fine-tuned from the same
+model for the same test (with passages, or closed book), within each retriever
+("method": LoRA, soft prompt, full, from scratch); with a
 generator trained to answer closed book (``lora-cb``, ``full-cb``), the arms of
 "RAG or fine-tune?" are compared too: each retriever with ``base`` against it,
 closed book ("rag-vs-fine-tune"); a prompt change of the same weights (``fewshot``,
@@ -268,7 +271,9 @@ def one_factor_pairs(
     prompt_variants: dict[str, tuple[str, str]] | None = None,
 ) -> list[tuple[str, str, str]]:
     """(factor, a, b): each retriever vs closed book per generator, then each fine-tuned generator vs base per retriever,
-    then retrieval with ``base`` vs each generator trained to answer closed book (the arms of "RAG or fine-tune?"),
+    then the fine-tuning methods against each other per retriever (each pair of generators fine-tuned from the same
+    model for the same test: LoRA, soft prompt, full, from scratch), then retrieval with ``base`` vs each generator
+    trained to answer closed book (the arms of "RAG or fine-tune?"),
     then the whole corpus in the prompt vs each ranking retriever per generator (the preprompt arm), then each
     untrained prompt variant vs ``base`` per retriever.
 
@@ -292,6 +297,14 @@ def one_factor_pairs(
         for r in retrievers
         for g in generators
         if g in fine_tuned and {f"{r}+{g}", f"{r}+{fine_tuned[g]}"} <= names
+    ]
+    trained = [g for g in generators if g in fine_tuned]
+    pairs += [
+        ("method", f"{r}+{a}", f"{r}+{b}")
+        for r in retrievers
+        for i, a in enumerate(trained)
+        for b in trained[i + 1:]
+        if fine_tuned[a] == fine_tuned[b] and {f"{r}+{a}", f"{r}+{b}"} <= names  # each is crossed only as it was trained
     ]
     pairs += [
         ("rag-vs-fine-tune", f"{r}+{fine_tuned[g]}", f"{CLOSED_BOOK}+{g}")
@@ -335,6 +348,8 @@ def _comparison_line(c: Comparison, metric: str = "F1") -> str:
 FACTOR_LABELS = {
     "retrieval": "Retrieval vs closed book (each retriever against none, within each generator)",
     "fine-tuning": "Fine-tuning vs not (each fine-tuned generator against base, within each retriever)",
+    "method": "Fine-tuning method (each pair of generators fine-tuned from the same model for the same test, within each "
+              "retriever: LoRA, soft prompt, full, from scratch)",
     "rag-vs-fine-tune": "Retrieval vs closed-book fine-tuning (each retriever with base against each generator trained "
                         "to answer closed book, tested closed book)",
     "corpus": "Whole corpus in the prompt vs retrieval (the corpus arm against each retriever, within each generator)",
