@@ -74,6 +74,9 @@ LAB_GENERATOR_FLAGS ?= --precision auto
 LAB_LR_lora ?= 1e-3
 LAB_LR_lora-cb ?= 4e-3
 LAB_LR_full-cb ?= 4e-4
+# soft-prompt (where LAB_ARMS adds it): 1e-2, 3e-2 and 1e-1 swept the same way; 3e-2, the mode's default, was lowest
+# (docs/results/vellmar-soft-prompt-scratch/RUN.md).
+LAB_LR_soft-prompt ?= 3e-2
 # The arms trained with passages get, beside the gold one, the passages BM25 ranks highest for the question, as the
 # eval's bm25 retriever gives them, instead of random ones (docs/results/vellmar/RUN.md compares the two).
 LAB_SUPERVISED_FLAGS ?= --distractors-from bm25
