@@ -39,6 +39,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -292,18 +293,17 @@ def one_factor_pairs(
         for r in retrievers
         if r != CLOSED_BOOK and {f"{r}+{g}", f"{CLOSED_BOOK}+{g}"} <= names
     ]
+    trained = [g for g in generators if g in fine_tuned]
     pairs += [
         ("fine-tuning", f"{r}+{g}", f"{r}+{fine_tuned[g]}")
         for r in retrievers
-        for g in generators
-        if g in fine_tuned and {f"{r}+{g}", f"{r}+{fine_tuned[g]}"} <= names
+        for g in trained
+        if {f"{r}+{g}", f"{r}+{fine_tuned[g]}"} <= names
     ]
-    trained = [g for g in generators if g in fine_tuned]
     pairs += [
         ("method", f"{r}+{a}", f"{r}+{b}")
         for r in retrievers
-        for i, a in enumerate(trained)
-        for b in trained[i + 1:]
+        for a, b in combinations(trained, 2)
         if fine_tuned[a] == fine_tuned[b] and {f"{r}+{a}", f"{r}+{b}"} <= names  # each is crossed only as it was trained
     ]
     pairs += [
