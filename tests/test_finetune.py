@@ -328,11 +328,12 @@ def scalar_task(settings: FinetuneConfig):
 
 def test_the_sweep_keeps_the_rate_of_the_lowest_validation_loss_and_resumes_from_its_trials(tmp_path):
     from rag.finetune.sweep import chosen_rate, sweep_learning_rates
+    from rag.finetune.trainer import train
 
     # w moves by about lr a step: 0.01 barely leaves 0 (loss ~0.94), 0.6 passes 1 at step 2 (~0.04), 5 overshoots.
     settings = FinetuneConfig("lora", str(tmp_path), lr_sweep=(0.01, 0.6, 5.0), epochs=1, batch_size=1, validate_every=1,
                               weight_decay=0.0).resolved()
-    trials = sweep_learning_rates(settings, scalar_task, "data")
+    trials = sweep_learning_rates(settings, scalar_task, "data", tmp_path / "checkpoints")
     assert [t.lr for t in trials] == [0.01, 0.6, 5.0] and all(t.steps == 4 for t in trials)
     assert trials[1].val_loss < min(trials[0].val_loss, trials[2].val_loss) and trials[1].kept_step == 2
     assert chosen_rate(trials) == 0.6
@@ -343,9 +344,15 @@ def test_the_sweep_keeps_the_rate_of_the_lowest_validation_loss_and_resumes_from
     def no_training(trial_settings):
         raise AssertionError("a finished trial was trained again")
 
-    assert sweep_learning_rates(settings, no_training, "data") == trials
+    assert sweep_learning_rates(settings, no_training, "data", tmp_path / "checkpoints") == trials
+    # each trial trained the whole budget: the best one's checkpoints are the run's, which resumes without a step
+    resumed = scalar_task(settings)
+    state = train(resumed, dataclasses.replace(settings, lr=0.6, resume=True), tmp_path / "checkpoints", "data")
+    assert (state.resumed_from, state.best_step, round(state.best_val_loss, 4)) == (4, 2, trials[1].val_loss)
+    assert resumed.model.w.item() == pytest.approx(1.0, abs=0.25)  # the kept step's weights, not the last step's (~2.3)
     short = dataclasses.replace(settings, sweep_steps=2, out=str(tmp_path / "short"))
-    assert [t.steps for t in sweep_learning_rates(short, scalar_task, "data")] == [2, 2, 2]
+    assert [t.steps for t in sweep_learning_rates(short, scalar_task, "data", tmp_path / "short" / "checkpoints")] == [2, 2, 2]
+    assert not (tmp_path / "short" / "checkpoints").exists()  # a shorter trial is not the run: it trains anew
 
 
 def test_a_swept_run_trains_with_the_chosen_rate_and_records_every_trial(tmp_path):
@@ -356,3 +363,15 @@ def test_a_swept_run_trains_with_the_chosen_rate_and_records_every_trial(tmp_pat
     assert trials[0]["val_loss"] != trials[1]["val_loss"]
     assert record["hyperparameters"]["lr"] == min(trials, key=lambda t: t["val_loss"])["lr"]
     assert sorted(p.name for p in (out / "lr-sweep").iterdir()) == ["lr-0.03", "lr-1e-05"]  # kept in the artifact folder
+
+
+def test_a_sweep_of_whole_budget_trials_keeps_the_best_one_as_the_artifact_without_training_it_again(tmp_path):
+    from safetensors.torch import load_file
+
+    swept = run("lora", tmp_path / "swept", "--qa", str(SQUAD), *TINY_GENERATOR, "--lr-sweep", "1e-5,3e-2")
+    assert swept["resumed_from_step"] == swept["steps"] == 1  # the best trial's last step: no step trained again
+    plain = run("lora", tmp_path / "plain", "--qa", str(SQUAD), *TINY_GENERATOR, "--lr", f"{swept['hyperparameters']['lr']:g}")
+    assert swept["metrics"]["after"] == plain["metrics"]["after"]
+    weights = [load_file(tmp_path / name / "adapter_model.safetensors") for name in ("swept", "plain")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
 from rag.config import Config
 from rag.finetune import embeddings, full, lora, prompt_tuning, scratch
 from rag.finetune.config import FinetuneConfig
@@ -96,11 +98,12 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
     data = load_data(settings, config)
 
     def build_task(trial: FinetuneConfig) -> Task:  # a fresh model each call: each sweep trial starts from the same weights
+        torch.manual_seed(trial.seed)  # the random initialisation (a LoRA's A, a soft prompt, a scratch model) is part of the run
         return MODES[trial.mode](trial, config, data)
 
-    sweep = sweep_learning_rates(settings, build_task, data.fingerprint) if settings.lr_sweep else []
-    if sweep:
-        settings = dataclasses.replace(settings, lr=chosen_rate(sweep))
+    sweep = sweep_learning_rates(settings, build_task, data.fingerprint, out / "checkpoints") if settings.lr_sweep else []
+    if sweep:  # resume: from the best trial's checkpoints where the sweep handed them over
+        settings = dataclasses.replace(settings, lr=chosen_rate(sweep), resume=True)
     task = build_task(settings)
     logger.info("%s: %d training and %d validation examples from %s", settings.mode, len(task.train), len(task.val), data.origin)
     state = train(task, settings, out / "checkpoints", data.fingerprint)

@@ -44,7 +44,6 @@ def build(settings: FinetuneConfig, config: Config, data: Data) -> Task:
     from transformers import AutoModelForCausalLM
 
     pretrained, tokenizer = load_generator(config, for_training=True)
-    torch.manual_seed(settings.seed)  # the random initialisation is part of the run
     model = AutoModelForCausalLM.from_config(small_config(pretrained.config, settings.scratch_width, settings.scratch_layers))
     model = model.to(device=next(pretrained.parameters()).device, dtype=torch.float32)
     # The pre-trained model only writes the --paraphrases of the documents, if asked: a random one cannot.

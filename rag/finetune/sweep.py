@@ -5,6 +5,9 @@ when unset; the warm-up and decay span the trial's own steps) under ``out/lr-swe
 whose kept weights reached the lowest validation loss (the run's validation slice, drawn from its training
 folds) then trains the artifact, and ``run.json`` records every trial. A finished trial leaves only its
 ``trial.json`` (its checkpoints are deleted), so an interrupted sweep resumes at the trial it stopped in.
+When each trial trains the whole budget, the artifact's training would repeat the best trial step for step:
+the best trial so far keeps its checkpoints instead, and they become the run's own, which resumes from its
+last step, so a sweep of n rates costs n trainings, not n + 1.
 
     >>> chosen_rate([Trial(1e-4, 2.9, 8, 8, 60.0), Trial(3e-4, 2.6, 8, 8, 61.0), Trial(1e-3, 2.7, 4, 8, 60.5)])
     0.0003
@@ -42,23 +45,37 @@ def chosen_rate(trials: list[Trial]) -> float:
     return min(trials, key=lambda trial: trial.val_loss).lr
 
 
-def sweep_learning_rates(settings: FinetuneConfig, build_task: Callable[[FinetuneConfig], Task], data_fingerprint: str) -> list[Trial]:
-    """Train one trial per rate of ``settings.lr_sweep`` (``build_task`` gives each a fresh model) and return them all."""
+def sweep_learning_rates(settings: FinetuneConfig, build_task: Callable[[FinetuneConfig], Task], data_fingerprint: str,
+                         checkpoints: Path) -> list[Trial]:
+    """Train one trial per rate of ``settings.lr_sweep`` (``build_task`` gives each a fresh model) and return them all;
+    a whole-budget sweep hands the best trial's checkpoints to ``checkpoints``, the run's own."""
+    whole_budget = settings.sweep_steps is None
     trials = []
     for rate in settings.lr_sweep:
-        folder = Path(settings.out) / SWEEP_FOLDER / f"lr-{rate:g}"
-        record = folder / "trial.json"
+        record = trial_folder(settings, rate) / "trial.json"
         if record.is_file():
             trial = Trial(**json.loads(record.read_text(encoding="utf-8")))
         else:
             trial_settings = dataclasses.replace(
                 settings, lr=rate, lr_sweep=(), sweep_steps=None, max_steps=settings.sweep_steps or settings.max_steps, resume=True
             )
-            state = train(build_task(trial_settings), trial_settings, folder / "checkpoints", data_fingerprint)
+            state = train(build_task(trial_settings), trial_settings, record.parent / "checkpoints", data_fingerprint)
             trial = Trial(rate, round(state.best_val_loss, 4), state.best_step, state.step, round(state.train_seconds, 1))
             atomic_write_text(record, json.dumps(asdict(trial)) + "\n")
-            shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # a full model's optimizer state is gigabytes
         logger.info("lr sweep: lr %g, validation loss %.4f (step %d of %d)", trial.lr, trial.val_loss, trial.kept_step, trial.steps)
         trials.append(trial)
-    logger.info("lr sweep: training with lr %g, the lowest validation loss", chosen_rate(trials))
+        best = chosen_rate(trials)
+        for finished in trials:  # a full model's optimizer state is gigabytes: keep one trial's at most
+            if not (whole_budget and finished.lr == best):
+                shutil.rmtree(trial_folder(settings, finished.lr) / "checkpoints", ignore_errors=True)
+    best_checkpoints = trial_folder(settings, chosen_rate(trials)) / "checkpoints"
+    if whole_budget and best_checkpoints.is_dir() and not checkpoints.exists():
+        best_checkpoints.rename(checkpoints)
+        logger.info("lr sweep: the trial at lr %g trained the whole budget; the run resumes from it", chosen_rate(trials))
+    else:
+        logger.info("lr sweep: training with lr %g, the lowest validation loss", chosen_rate(trials))
     return trials
+
+
+def trial_folder(settings: FinetuneConfig, rate: float) -> Path:
+    return Path(settings.out) / SWEEP_FOLDER / f"lr-{rate:g}"
