@@ -53,7 +53,7 @@ QA := corpora/vellmar-qa.jsonl
 # 3 folds (each model trains on two thirds of the questions), the arms that answer "RAG or fine-tune?" one factor
 # at a time, and generation with closed book and BM25 only (a ranked combination costs ~1 s a question on the CPU in
 # bf16, a closed-book one ~0.2 s); the other retrievers, the fine-tuned embedder's dense-ft among them, are scored on their
-# ranking alone (milliseconds a question). On a GPU: FOLDS=5 LAB_ARMS="embedder lora lora-cb full-cb soft-prompt scratch"
+# ranking alone (milliseconds a question). On a GPU: FOLDS=5 LAB_ARMS="embedder lora lora-cb full-cb soft-prompt full scratch"
 # LAB_RETRIEVERS=none,bm25,dense,dense-ft,hybrid,corpus.
 FOLDS ?= 3
 LAB_ARMS ?= embedder lora lora-cb full-cb
@@ -77,6 +77,8 @@ LAB_LR_full-cb ?= 4e-4
 # soft-prompt (where LAB_ARMS adds it): 1e-2, 3e-2 and 1e-1 swept the same way; 3e-2, the mode's default, was lowest
 # (docs/results/vellmar-soft-prompt-scratch/RUN.md).
 LAB_LR_soft-prompt ?= 3e-2
+# full (with passages): 5e-5, 1e-4 and 2e-4 swept the same way; 1e-4 was lowest (docs/results/vellmar-full/RUN.md).
+LAB_LR_full ?= 1e-4
 # The arms trained with passages get, beside the gold one, the passages BM25 ranks highest for the question, as the
 # eval's bm25 retriever gives them, instead of random ones (docs/results/vellmar/RUN.md compares the two).
 LAB_SUPERVISED_FLAGS ?= --distractors-from bm25
