@@ -68,12 +68,12 @@ def sweep_learning_rates(settings: FinetuneConfig, build_task: Callable[[Finetun
         for finished in trials:  # a full model's optimizer state is gigabytes: keep one trial's at most
             if not (whole_budget and finished.lr == best):
                 shutil.rmtree(trial_folder(settings, finished.lr) / "checkpoints", ignore_errors=True)
-    best_checkpoints = trial_folder(settings, chosen_rate(trials)) / "checkpoints"
+    best_checkpoints = trial_folder(settings, best) / "checkpoints"
     if whole_budget and best_checkpoints.is_dir() and not checkpoints.exists():
         best_checkpoints.rename(checkpoints)
-        logger.info("lr sweep: the trial at lr %g trained the whole budget; the run resumes from it", chosen_rate(trials))
+        logger.info("lr sweep: the trial at lr %g trained the whole budget; the run resumes from it", best)
     else:
-        logger.info("lr sweep: training with lr %g, the lowest validation loss", chosen_rate(trials))
+        logger.info("lr sweep: training with lr %g, the lowest validation loss", best)
     return trials
 
 
