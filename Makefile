@@ -61,8 +61,8 @@ LAB_RETRIEVERS ?= none,bm25
 LAB_RANKING_ONLY ?= dense,hybrid$(if $(filter embedder,$(LAB_ARMS)),$(comma)dense-ft)
 # Passages in an eval prompt: a supervised fine-tune trains on 3 (the gold one and 2 distractors), so it is tested on 3.
 LAB_K ?= 3
-LAB_RUNS_DIR ?= runs
-LAB_REPORT ?= reports/vellmar-cv
+LAB_RUNS_DIR ?= runs$(if $(filter nested,$(LAB_LR_SELECTION)),/nested)
+LAB_REPORT ?= reports/vellmar-$(if $(filter nested,$(LAB_LR_SELECTION)),nested,cv)
 TRAIN_FLAGS ?=
 EVAL_FLAGS ?=
 # The generator arms train in bf16 where the machine computes it natively (fp32 elsewhere): 1.2-1.6x faster on this
@@ -70,7 +70,12 @@ EVAL_FLAGS ?=
 LAB_GENERATOR_FLAGS ?= --precision auto
 # Each generator arm's learning rate: the lowest validation loss of a sweep on fold 2, one epoch in bf16, each rate
 # bracketed by a worse one on both sides (docs/results/vellmar/RUN.md; the modes' defaults were 2e-4, 2e-4 and 2e-5).
-# A --lr-sweep in TRAIN_FLAGS replaces them, fold by fold.
+# Fold 2's validation questions are scored by folds 0 and 1, so LAB_LR_SELECTION=nested instead sweeps, in every fold,
+# the arm's rate and its neighbours (LAB_LR_SWEEP_ARM: half, the rate, twice; the soft prompt's swept grid) on that
+# fold's own validation slice, and trains each fold at the winner: no scored question has a say, for 3 times the
+# training. Its runs and report go to runs/nested and reports/vellmar-nested.
+# A --lr-sweep in TRAIN_FLAGS replaces both, the same rates for every arm.
+LAB_LR_SELECTION ?= fixed
 LAB_LR_lora ?= 1e-3
 LAB_LR_lora-cb ?= 4e-3
 LAB_LR_full-cb ?= 4e-4
@@ -79,11 +84,17 @@ LAB_LR_full-cb ?= 4e-4
 LAB_LR_soft-prompt ?= 3e-2
 # full (with passages): 5e-5, 1e-4 and 2e-4 swept the same way; 1e-4 was lowest (docs/results/vellmar-full/RUN.md).
 LAB_LR_full ?= 1e-4
+LAB_LR_SWEEP_lora ?= 5e-4,1e-3,2e-3
+LAB_LR_SWEEP_lora-cb ?= 2e-3,4e-3,8e-3
+LAB_LR_SWEEP_full-cb ?= 2e-4,4e-4,8e-4
+LAB_LR_SWEEP_soft-prompt ?= 1e-2,3e-2,1e-1
+LAB_LR_SWEEP_full ?= 5e-5,1e-4,2e-4
 # The arms trained with passages get, beside the gold one, the passages BM25 ranks highest for the question, as the
 # eval's bm25 retriever gives them, instead of random ones (docs/results/vellmar/RUN.md compares the two).
 LAB_SUPERVISED_FLAGS ?= --distractors-from bm25
 SUPERVISED_ARMS := lora soft-prompt full
-lab_flags = $(if $(LAB_LR_$(1)),$(if $(findstring --lr-sweep,$(TRAIN_FLAGS)),,--lr $(LAB_LR_$(1)))) \
+lab_rate = $(if $(filter nested,$(LAB_LR_SELECTION)),--lr-sweep $(LAB_LR_SWEEP_$(1)),--lr $(LAB_LR_$(1)))
+lab_flags = $(if $(LAB_LR_$(1)),$(if $(findstring --lr-sweep,$(TRAIN_FLAGS)),,$(call lab_rate,$(1)))) \
 	$(if $(filter embedder,$(1)),,$(LAB_GENERATOR_FLAGS)) $(if $(filter $(SUPERVISED_ARMS),$(1)),$(LAB_SUPERVISED_FLAGS))
 # arm -> rag.finetune mode (and objective), and the rag.eval flag that takes its folders
 MODE_embedder := embeddings

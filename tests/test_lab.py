@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -380,3 +381,30 @@ def test_a_model_trained_from_scratch_is_small_random_and_scored_closed_book(vel
     assert ("rag-vs-fine-tune", "bm25+base", "none+scratch") in {(c.factor, c.a, c.b) for c in report.verdict.comparisons}
     scratch = next(s for s in report.combinations if s.generator == "scratch")
     assert scratch.trainable_params == record.trainable_params
+
+
+def lab_commands(*assignments: str) -> dict[str, str]:
+    """``make -n lab``'s fine-tune command for each fold x arm (``runs/.../fold-I/ARM`` -> its command line)."""
+    dry_run = subprocess.run(["make", "-n", "--no-print-directory", "lab", *assignments], cwd=REPO, capture_output=True, text=True, check=True)
+    commands = [line for line in dry_run.stdout.splitlines() if "-m rag.finetune " in line]
+    return {line.split(" --out ")[1].split()[0]: line for line in commands}
+
+
+def test_nested_rate_selection_sweeps_each_arms_own_rates_in_every_fold_apart_from_the_fixed_lab():
+    fixed = lab_commands()
+    nested = lab_commands("LAB_LR_SELECTION=nested")
+    arms = ("lora", "lora-cb", "full-cb")
+    assert set(fixed) == {f"runs/fold-{fold}/{arm}" for fold in range(3) for arm in (*arms, "embedder")}
+    # its own folder: make's targets must not take the fixed-rate runs for finished nested ones
+    assert set(nested) == {run.replace("runs/", "runs/nested/") for run in fixed}
+    rates = {"lora": "1e-3", "lora-cb": "4e-3", "full-cb": "4e-4"}
+    grids = {"lora": "5e-4,1e-3,2e-3", "lora-cb": "2e-3,4e-3,8e-3", "full-cb": "2e-4,4e-4,8e-4"}
+    for fold in range(3):
+        for arm in arms:
+            assert f"--lr {rates[arm]} " in fixed[f"runs/fold-{fold}/{arm}"] and "--lr-sweep" not in fixed[f"runs/fold-{fold}/{arm}"]
+            command = nested[f"runs/nested/fold-{fold}/{arm}"]
+            assert f"--lr-sweep {grids[arm]} " in command and "--lr " not in command
+        assert "--lr" not in nested[f"runs/nested/fold-{fold}/embedder"]  # the embedder keeps its mode's rate
+    # a sweep in TRAIN_FLAGS is the user's own, for every arm
+    given = lab_commands("LAB_LR_SELECTION=nested", "TRAIN_FLAGS=--lr-sweep 1e-4,1e-3")
+    assert all(command.count("--lr") == 1 for run, command in given.items() if not run.endswith("embedder"))
