@@ -202,20 +202,20 @@ def cited_numbers(answer: str) -> set[int]:
 
 
 def answer_text(generated: str) -> str:
-    """The answer as scored: the first line with content, without citations, header or ``Answer:`` label.
+    """The answer as scored: the first line with content, without citations, header or ``Answer:`` label;
+    a line ending in a colon ("The answer is:") is joined to the next one, which holds what it announces.
 
     Why: a small model often runs on after its answer ("Paris.\\n\\n## What is ...");
     scoring only the first line is the usual stop-at-newline rule of QA harnesses,
     and the citations the RAG preprompt asks for are not part of the answer. The
     raw output is kept beside it (``Prediction.generated``).
     """
-    for line in generated.splitlines():
-        if HEADER_LINE.match(line.strip()):
-            continue
-        line = ANSWER_LABEL.sub("", CITATION.sub("", line).strip()).strip()
-        if line:
-            return line
-    return ""
+    lines = (ANSWER_LABEL.sub("", CITATION.sub("", line).strip()).strip()
+             for line in generated.splitlines() if not HEADER_LINE.match(line.strip()))
+    answer = next((line for line in lines if line), "")
+    if answer.endswith(":"):
+        answer = " ".join([answer, next((line for line in lines if line), "")]).strip()
+    return answer
 
 
 def user_turn(question: str, blocks: list[str], closed_book: bool, texts: PromptText = ENGLISH_PROMPT) -> str:
@@ -253,7 +253,7 @@ def plain_text(messages: list[dict], answer_label: str) -> str:
     """The turns as plain text for a base model: each user turn, each answer after ``answer_label``, then the label.
 
     >>> plain_text([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Question: 2+2?"}], "Answer:")
-    'Be brief.\n\nQuestion: 2+2?\nAnswer:'
+    'Be brief.\\n\\nQuestion: 2+2?\\nAnswer:'
     """
     blocks: list[str] = []
     for message in messages:

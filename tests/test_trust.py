@@ -155,6 +155,10 @@ def test_eval_by_document_refuses_an_artifact_trained_on_a_scored_questions_para
         ("[2] emergency-procedures.pdf, page 3\nChannel 16", "Channel 16"),
         ("Answer: Maren Quillfeather [1]", "Maren Quillfeather"),
         ("Paris.\n\n## What is the capital of Spain?", "Paris."),
+        # a lead-in announces the answer on the next line: scoring it alone would lose the answer
+        ("The answer is:\n\n9 October 1891 [1]\n\nQuestion: next?", "The answer is: 9 October 1891"),
+        ("La réponse est :\n[2] guide.md\nChannel 16", "La réponse est : Channel 16"),
+        ("The answer is:", "The answer is:"),
     ],
 )
 def test_answer_text_strips_citations_headers_and_labels(generated, scored):
