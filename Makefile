@@ -61,8 +61,8 @@ LAB_RETRIEVERS ?= none,bm25
 LAB_RANKING_ONLY ?= dense,hybrid$(if $(filter embedder,$(LAB_ARMS)),$(comma)dense-ft)
 # Passages in an eval prompt: a supervised fine-tune trains on 3 (the gold one and 2 distractors), so it is tested on 3.
 LAB_K ?= 3
-LAB_RUNS_DIR ?= runs$(if $(filter nested,$(LAB_LR_SELECTION)),/nested)
-LAB_REPORT ?= reports/vellmar-$(if $(filter nested,$(LAB_LR_SELECTION)),nested,cv)
+LAB_RUNS_DIR ?= runs$(if $(lab_nested),/nested)
+LAB_REPORT ?= reports/vellmar-$(if $(lab_nested),nested,cv)
 TRAIN_FLAGS ?=
 EVAL_FLAGS ?=
 # The generator arms train in bf16 where the machine computes it natively (fp32 elsewhere): 1.2-1.6x faster on this
@@ -76,6 +76,8 @@ LAB_GENERATOR_FLAGS ?= --precision auto
 # training. Its runs and report go to runs/nested and reports/vellmar-nested.
 # A --lr-sweep in TRAIN_FLAGS replaces both, the same rates for every arm.
 LAB_LR_SELECTION ?= fixed
+$(if $(filter-out fixed nested,$(LAB_LR_SELECTION)),$(error LAB_LR_SELECTION=$(LAB_LR_SELECTION): choose fixed or nested))
+lab_nested = $(filter nested,$(LAB_LR_SELECTION))
 LAB_LR_lora ?= 1e-3
 LAB_LR_lora-cb ?= 4e-3
 LAB_LR_full-cb ?= 4e-4
@@ -93,7 +95,7 @@ LAB_LR_SWEEP_full ?= 5e-5,1e-4,2e-4
 # eval's bm25 retriever gives them, instead of random ones (docs/results/vellmar/RUN.md compares the two).
 LAB_SUPERVISED_FLAGS ?= --distractors-from bm25
 SUPERVISED_ARMS := lora soft-prompt full
-lab_rate = $(if $(filter nested,$(LAB_LR_SELECTION)),--lr-sweep $(LAB_LR_SWEEP_$(1)),--lr $(LAB_LR_$(1)))
+lab_rate = $(if $(lab_nested),--lr-sweep $(LAB_LR_SWEEP_$(1)),--lr $(LAB_LR_$(1)))
 lab_flags = $(if $(LAB_LR_$(1)),$(if $(findstring --lr-sweep,$(TRAIN_FLAGS)),,$(call lab_rate,$(1)))) \
 	$(if $(filter embedder,$(1)),,$(LAB_GENERATOR_FLAGS)) $(if $(filter $(SUPERVISED_ARMS),$(1)),$(LAB_SUPERVISED_FLAGS))
 # arm -> rag.finetune mode (and objective), and the rag.eval flag that takes its folders

@@ -210,12 +210,14 @@ def answer_text(generated: str) -> str:
     and the citations the RAG preprompt asks for are not part of the answer. The
     raw output is kept beside it (``Prediction.generated``).
     """
-    lines = (ANSWER_LABEL.sub("", CITATION.sub("", line).strip()).strip()
-             for line in generated.splitlines() if not HEADER_LINE.match(line.strip()))
-    answer = next((line for line in lines if line), "")
-    if answer.endswith(":"):
-        answer = " ".join([answer, next((line for line in lines if line), "")]).strip()
-    return answer
+    cleaned = (ANSWER_LABEL.sub("", CITATION.sub("", line).strip()).strip()
+               for line in generated.splitlines() if not HEADER_LINE.match(line.strip()))
+    content = [line for line in cleaned if line]
+    if not content:
+        return ""
+    if content[0].endswith(":") and len(content) > 1:
+        return f"{content[0]} {content[1]}"
+    return content[0]
 
 
 def user_turn(question: str, blocks: list[str], closed_book: bool, texts: PromptText = ENGLISH_PROMPT) -> str:

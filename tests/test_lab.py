@@ -408,3 +408,5 @@ def test_nested_rate_selection_sweeps_each_arms_own_rates_in_every_fold_apart_fr
     # a sweep in TRAIN_FLAGS is the user's own, for every arm
     given = lab_commands("LAB_LR_SELECTION=nested", "TRAIN_FLAGS=--lr-sweep 1e-4,1e-3")
     assert all(command.count("--lr") == 1 for run, command in given.items() if not run.endswith("embedder"))
+    misspelt = subprocess.run(["make", "-n", "lab", "LAB_LR_SELECTION=nestd"], cwd=REPO, capture_output=True, text=True)
+    assert misspelt.returncode != 0 and "LAB_LR_SELECTION=nestd: choose fixed or nested" in misspelt.stderr
