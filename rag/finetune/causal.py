@@ -195,8 +195,27 @@ def scored_tokens(sequence: Sequence) -> int:
     return sum(label != IGNORE for label in sequence.labels[1:])
 
 
+def scored_tail(labels: torch.Tensor) -> int:
+    """How many final positions the loss reads: from the one that predicts the first labelled token to the end.
+
+    A supervised prompt labels only its answer, so the output layer (a 49k-word vocabulary, a fifth of SmolLM2's
+    compute) and the loss run on a few positions instead of the whole ~800-token prompt.
+    """
+    labelled = (labels != IGNORE).any(dim=0).nonzero()
+    first = int(labelled[0]) if len(labelled) else 0
+    return labels.shape[1] - max(first - 1, 0)
+
+
+def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each position's logits against the next position's label (IGNORE skipped), in fp32 as
+    transformers computes it; ``logits`` and ``labels`` cover the same final positions."""
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE
+    )
+
+
 def causal_task(model, tokenizer, sequences: tuple[list[Sequence], list[Sequence]], save, merge=None) -> Task:
-    """A Task whose loss is the causal LM cross-entropy over the labelled tokens (the model shifts labels).
+    """A Task whose loss is the causal LM cross-entropy over the labelled tokens, computed on their positions alone.
 
     On a CPU each sequence runs forward and backward alone (:attr:`Task.parts`),
     its loss weighted by its scored tokens, which sums exactly to the padded
@@ -211,7 +230,10 @@ def causal_task(model, tokenizer, sequences: tuple[list[Sequence], list[Sequence
 
     def loss(batch: list[Sequence]):
         inputs = collate(batch, tokenizer.pad_token_id, device)
-        return model(**inputs).loss, int(inputs["attention_mask"].sum())
+        labels = inputs.pop("labels")
+        tail = scored_tail(labels)
+        logits = model(**inputs, logits_to_keep=tail).logits
+        return next_token_loss(logits, labels[:, -tail:]), int(inputs["attention_mask"].sum())
 
     def one_by_one(batch: list[Sequence]) -> list[tuple[list[Sequence], float]]:
         weights = [scored_tokens(sequence) for sequence in batch]
