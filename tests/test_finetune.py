@@ -326,7 +326,7 @@ def scalar_task(settings: FinetuneConfig):
     return Task(model, train=[10.0] * 4, val=[1.0], loss=loss, save=lambda folder: None)
 
 
-def test_the_sweep_keeps_the_rate_of_the_lowest_validation_loss_and_resumes_from_its_trials(tmp_path):
+def test_the_sweep_keeps_the_rate_of_the_lowest_validation_loss_and_resumes_from_its_trials(tmp_path, caplog):
     from rag.finetune.sweep import chosen_rate, sweep_learning_rates
     from rag.finetune.trainer import train
 
@@ -334,6 +334,7 @@ def test_the_sweep_keeps_the_rate_of_the_lowest_validation_loss_and_resumes_from
     settings = FinetuneConfig("lora", str(tmp_path), lr_sweep=(0.01, 0.6, 5.0), epochs=1, batch_size=1, validate_every=1,
                               weight_decay=0.0).resolved()
     trials = sweep_learning_rates(settings, scalar_task, "data", tmp_path / "checkpoints")
+    assert "widen --lr-sweep" not in caplog.text  # 0.6 has a worse rate on both sides
     assert [t.lr for t in trials] == [0.01, 0.6, 5.0] and all(t.steps == 4 for t in trials)
     assert trials[1].val_loss < min(trials[0].val_loss, trials[2].val_loss) and trials[1].kept_step == 2
     assert chosen_rate(trials) == 0.6
@@ -353,6 +354,9 @@ def test_the_sweep_keeps_the_rate_of_the_lowest_validation_loss_and_resumes_from
     short = dataclasses.replace(settings, sweep_steps=2, out=str(tmp_path / "short"))
     assert [t.steps for t in sweep_learning_rates(short, scalar_task, "data", tmp_path / "short" / "checkpoints")] == [2, 2, 2]
     assert not (tmp_path / "short" / "checkpoints").exists()  # a shorter trial is not the run: it trains anew
+    low = dataclasses.replace(settings, lr_sweep=(0.01, 0.1), out=str(tmp_path / "low"))
+    assert chosen_rate(sweep_learning_rates(low, scalar_task, "data", tmp_path / "low" / "checkpoints")) == 0.1
+    assert "0.1, the lowest validation loss, is the grid's highest rate" in caplog.text  # 0.6 would do better
 
 
 def test_a_swept_run_trains_with_the_chosen_rate_and_records_every_trial(tmp_path):

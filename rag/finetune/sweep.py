@@ -45,6 +45,20 @@ def chosen_rate(trials: list[Trial]) -> float:
     return min(trials, key=lambda trial: trial.val_loss).lr
 
 
+def unbracketed_end(trials: list[Trial]) -> str | None:
+    """The end of a grid of several rates that the chosen rate is ("highest" or "lowest"), where a rate beyond it may
+    do better still; None when the choice has a worse rate on both sides.
+
+    >>> unbracketed_end([Trial(1e-4, 2.9, 8, 8, 60.0), Trial(3e-4, 2.6, 8, 8, 61.0)])
+    'highest'
+    """
+    rates = sorted(trial.lr for trial in trials)
+    best = chosen_rate(trials)
+    if len(rates) < 2 or rates[0] < best < rates[-1]:
+        return None
+    return "highest" if best == rates[-1] else "lowest"
+
+
 def sweep_learning_rates(settings: FinetuneConfig, build_task: Callable[[FinetuneConfig], Task], data_fingerprint: str,
                          checkpoints: Path) -> list[Trial]:
     """Train one trial per rate of ``settings.lr_sweep`` (``build_task`` gives each a fresh model) and return them all;
@@ -68,6 +82,10 @@ def sweep_learning_rates(settings: FinetuneConfig, build_task: Callable[[Finetun
         for finished in trials:  # a full model's optimizer state is gigabytes: keep one trial's at most
             if not (whole_budget and finished.lr == best):
                 shutil.rmtree(trial_folder(settings, finished.lr) / "checkpoints", ignore_errors=True)
+    end = unbracketed_end(trials)
+    if end:
+        logger.warning("lr sweep: %g, the lowest validation loss, is the grid's %s rate: one beyond it may be lower "
+                       "still; widen --lr-sweep to bracket it", best, end)
     best_checkpoints = trial_folder(settings, best) / "checkpoints"
     if whole_budget and best_checkpoints.is_dir() and not checkpoints.exists():
         best_checkpoints.rename(checkpoints)
