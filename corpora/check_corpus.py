@@ -118,6 +118,24 @@ def read_jsonl(path: Path, errors: list[str]) -> list[dict]:
     return rows
 
 
+def check_fewshot(path: Path, errors: list[str], cited: bool) -> list[dict]:
+    """Few-shot examples: 4, each answer a span of its context, followed by " [1]" when ``cited``."""
+    rows = read_jsonl(path, errors)
+    if len(rows) != 4:
+        errors.append(f"{path.name}: {len(rows)} lines, expected 4")
+    for n, item in enumerate(rows, 1):
+        c, q, a = item.get("context"), item.get("question"), item.get("answer")
+        if not all(isinstance(x, str) and x for x in (c, q, a)):
+            errors.append(f"{path.name}:{n}: needs context, question, answer")
+            continue
+        span = a.removesuffix(" [1]") if cited else a
+        if cited and (span == a or not span.strip()):
+            errors.append(f"{path.name}:{n}: answer {a!r} must be a short span followed by ' [1]'")
+        elif span not in c:
+            errors.append(f"{path.name}:{n}: answer {span!r} is not a span of its context")
+    return rows
+
+
 def main() -> int:
     errors: list[str] = []
     warnings: list[str] = []
@@ -252,16 +270,9 @@ def main() -> int:
         if not isinstance(item.get("question"), str) or not item.get("answers"):
             errors.append(f"{PROBES.name}:{n}: needs question and non-empty answers")
 
-    fewshot = read_jsonl(FEWSHOT, errors)
-    if len(fewshot) != 4:
-        errors.append(f"{FEWSHOT.name}: {len(fewshot)} lines, expected 4")
+    fewshot = check_fewshot(FEWSHOT, errors, cited=False)
     for n, item in enumerate(fewshot, 1):
-        c, q, a = item.get("context"), item.get("question"), item.get("answer")
-        if not all(isinstance(x, str) and x for x in (c, q, a)):
-            errors.append(f"{FEWSHOT.name}:{n}: needs context, question, answer")
-        elif a not in c:
-            errors.append(f"{FEWSHOT.name}:{n}: answer {a!r} is not a span of its context")
-        elif "vellmar" in c.lower():
+        if "vellmar" in str(item.get("context")).lower():
             errors.append(f"{FEWSHOT.name}:{n}: few-shot examples must not be about Vellmar")
 
     # --- word counts ---------------------------------------------------------
@@ -332,25 +343,9 @@ def seed_texts(folder: Path, warnings: list[str]) -> dict[str, str]:
     return {p.name: read(p) for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def check_fewshot_fr(errors: list[str]) -> int:
-    """fewshot-fr.jsonl: 4 examples whose answer is a span of the context followed by " [1]"."""
-    rows = read_jsonl(FEWSHOT_FR, errors)
-    if len(rows) != 4:
-        errors.append(f"{FEWSHOT_FR.name}: {len(rows)} lines, expected 4")
-    for n, item in enumerate(rows, 1):
-        c, q, a = item.get("context"), item.get("question"), item.get("answer")
-        if not all(isinstance(x, str) and x for x in (c, q, a)):
-            errors.append(f"{FEWSHOT_FR.name}:{n}: needs context, question, answer")
-        elif not a.endswith(" [1]") or not a[: -len(" [1]")].strip():
-            errors.append(f"{FEWSHOT_FR.name}:{n}: answer {a!r} must be a short span followed by ' [1]'")
-        elif a[: -len(" [1]")] not in c:
-            errors.append(f"{FEWSHOT_FR.name}:{n}: answer {a!r} (without ' [1]') is not a span of its context")
-    return len(rows)
-
-
 def check_seeds_fr(errors: list[str], warnings: list[str]) -> None:
     """Check seeds-fr-qa.jsonl (and fewshot-fr.jsonl); print a summary; add to errors and warnings."""
-    fewshot = check_fewshot_fr(errors)
+    fewshot = len(check_fewshot(FEWSHOT_FR, errors, cited=True))
     qa = read_jsonl(SEEDS_FR_QA, errors)
     texts: dict[str, str] | None = None
     if SEEDS_FR.is_dir():
