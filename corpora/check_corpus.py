@@ -118,6 +118,18 @@ def read_jsonl(path: Path, errors: list[str]) -> list[dict]:
     return rows
 
 
+def has_new_question(item: dict, where: str, seen: set[str], errors: list[str]) -> bool:
+    """Whether the item has a question to check further; a missing or repeated one is an error."""
+    question = item.get("question")
+    if not isinstance(question, str) or not question.strip():
+        errors.append(f"{where}: missing question")
+        return False
+    if norm(question) in seen:
+        errors.append(f"{where}: duplicate question")
+    seen.add(norm(question))
+    return True
+
+
 def check_fewshot(path: Path, errors: list[str], cited: bool) -> list[dict]:
     """Few-shot examples: 4, each answer a span of its context, followed by " [1]" when ``cited``."""
     rows = read_jsonl(path, errors)
@@ -176,13 +188,9 @@ def main() -> int:
     kinds: Counter[str] = Counter()
     for n, item in enumerate(qa, 1):
         where = f"{QA.name}:{n}"
-        q, answers = item.get("question"), item.get("answers")
-        if not isinstance(q, str) or not q.strip():
-            errors.append(f"{where}: missing question")
+        answers = item.get("answers")
+        if not has_new_question(item, where, seen_q, errors):
             continue
-        if norm(q) in seen_q:
-            errors.append(f"{where}: duplicate question")
-        seen_q.add(norm(q))
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
             errors.append(f"{where}: answers must be a list of strings")
             continue
@@ -361,14 +369,10 @@ def check_seeds_fr(errors: list[str], warnings: list[str]) -> None:
         where = f"{SEEDS_FR_QA.name}:{n}"
         if set(item) - SEEDS_FR_KEYS:
             errors.append(f"{where}: unexpected keys {sorted(set(item) - SEEDS_FR_KEYS)}")
-        q, answers, kind = item.get("question"), item.get("answers"), item.get("kind")
+        answers, kind = item.get("answers"), item.get("kind")
         src, also = item.get("source"), item.get("also", [])
-        if not isinstance(q, str) or not q.strip():
-            errors.append(f"{where}: missing question")
+        if not has_new_question(item, where, seen_q, errors):
             continue
-        if norm(q) in seen_q:
-            errors.append(f"{where}: duplicate question")
-        seen_q.add(norm(q))
         if not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
             errors.append(f"{where}: answers must be a list of non-empty strings")
             continue

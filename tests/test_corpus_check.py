@@ -31,10 +31,11 @@ def test_the_bundled_corpus_and_both_qa_sets_pass_their_checks():
         assert "French seed QA (seeds-fr-qa.jsonl): 98 lines" in done.stdout
 
 
-def test_an_answer_absent_from_its_source_and_a_bad_few_shot_example_fail_the_check(check_corpus, tmp_path, capsys):
+def test_a_misquoted_answer_a_repeated_question_and_bad_few_shot_examples_fail_the_check(check_corpus, tmp_path, capsys):
     rows = [json.loads(line) for line in QA_FILE.read_text(encoding="utf-8").splitlines()]
     line = next(n for n, row in enumerate(rows, 1) if row["kind"] == "name")
     rows[line - 1]["answers"] = ["Zebedee Quarrington"]
+    rows.append(dict(rows[0], question=rows[0]["question"].upper()))  # the same question, differently cased
     check_corpus.QA = tmp_path / "vellmar-qa.jsonl"
     check_corpus.QA.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
@@ -48,6 +49,7 @@ def test_an_answer_absent_from_its_source_and_a_bad_few_shot_example_fail_the_ch
     errors = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ERROR:")]
     assert errors == [
         f"ERROR: vellmar-qa.jsonl:{line}: no answer of ['Zebedee Quarrington'] found in {rows[line - 1]['source']}",
+        f"ERROR: vellmar-qa.jsonl:{len(rows)}: duplicate question",
         f"ERROR: fewshot-fr.jsonl:1: answer {uncited['answer']!r} must be a short span followed by ' [1]'",
         "ERROR: fewshot-fr.jsonl:2: answer 'Zebedee' is not a span of its context",
         f"ERROR: fewshot-fr.jsonl:3: answer {uncited['answer']!r} must be a short span followed by ' [1]'",

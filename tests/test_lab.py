@@ -71,11 +71,14 @@ def test_a_fold_run_trains_and_validates_on_the_other_folds_only(vellmar_index):
 @pytest.fixture(scope="module")
 def fold_adapters(tmp_path_factory, vellmar_index) -> Path:
     """runs/fold-0/lora and runs/fold-1/lora, each trained on the other fold's questions."""
-    runs = tmp_path_factory.mktemp("runs")
+    return train_per_fold(tmp_path_factory.mktemp("runs"), "lora", vellmar_index)
+
+
+def train_per_fold(runs: Path, arm: str, index: Path, **settings) -> Path:
+    """runs/fold-I/ARM for each fold: a tiny LoRA run trained on the other folds' questions."""
     for fold in range(FOLDS):
-        settings = FinetuneConfig("lora", str(runs / f"fold-{fold}" / "lora"), qa=str(QA_FILE), index=str(vellmar_index),
-                                  folds=FOLDS, fold=fold, **TINY)
-        finetune(settings)
+        finetune(FinetuneConfig("lora", str(runs / f"fold-{fold}" / arm), qa=str(QA_FILE), index=str(index),
+                                folds=FOLDS, fold=fold, **TINY, **settings))
     return runs
 
 
@@ -288,11 +291,7 @@ def test_cloze_questions_join_the_documents_phase_with_the_loss_on_the_blanked_s
 @pytest.fixture(scope="module")
 def closed_book_adapters(tmp_path_factory, vellmar_index) -> Path:
     """runs/fold-{0,1}/lora-cb: LoRA trained closed book, on the documents and the other fold's questions."""
-    runs = tmp_path_factory.mktemp("runs-cb")
-    for fold in range(FOLDS):
-        finetune(FinetuneConfig("lora", str(runs / f"fold-{fold}" / "lora-cb"), qa=str(QA_FILE), index=str(vellmar_index),
-                                objective="closed-book", folds=FOLDS, fold=fold, **TINY))
-    return runs
+    return train_per_fold(tmp_path_factory.mktemp("runs-cb"), "lora-cb", vellmar_index, objective="closed-book")
 
 
 def test_a_closed_book_fine_tune_is_scored_closed_book_against_retrieval_with_base(closed_book_adapters, vellmar_index, tmp_path):
