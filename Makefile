@@ -48,8 +48,8 @@ test: setup
 # last checkpoint; the eval resumes from its predictions.jsonl. Each step prints how long it took.
 # A smoke run: make lab FOLDS=2 TRAIN_FLAGS="--max-steps 1 --limit 8" EVAL_FLAGS="--limit 16" LAB_RUNS_DIR=/tmp/runs
 QA := corpora/vellmar-qa.jsonl
-# Defaults sized to finish on a 2-core CPU in about 1 h 15 min, 2 h on a machine 1.7x slower (docs/results/vellmar/RUN.md
-# has the time of each step on both):
+# Defaults sized to finish on a 2-core CPU within 2 h: 1 h 47 min measured on the slower of two (docs/results/vellmar/RUN.md
+# has the time of each step):
 # 3 folds (each model trains on two thirds of the questions), the arms that answer "RAG or fine-tune?" one factor
 # at a time, and generation with closed book and BM25 only (a ranked combination costs ~1 s a question on the CPU in
 # bf16, a closed-book one ~0.2 s); the other retrievers, the fine-tuned embedder's dense-ft among them, are scored on their
