@@ -58,7 +58,8 @@ QA := corpora/vellmar-qa.jsonl
 FOLDS ?= 3
 LAB_ARMS ?= embedder lora lora-cb full-cb
 LAB_RETRIEVERS ?= none,bm25
-LAB_RANKING_ONLY ?= dense,hybrid$(if $(filter embedder,$(LAB_ARMS)),$(comma)dense-ft)
+# The retrievers scored on their ranking alone: those of dense, hybrid and dense-ft that LAB_RETRIEVERS does not generate with.
+LAB_RANKING_ONLY ?= $(subst $(space),$(comma),$(filter-out $(subst $(comma),$(space),$(LAB_RETRIEVERS)),dense hybrid $(if $(filter embedder,$(LAB_ARMS)),dense-ft)))
 # Passages in an eval prompt: a supervised fine-tune trains on 3 (the gold one and 2 distractors), so it is tested on 3.
 LAB_K ?= 3
 LAB_RUNS_DIR ?= runs$(if $(lab_nested),/nested)
@@ -118,7 +119,7 @@ fold_targets = $(foreach fold,$(shell seq 0 $$(($(1) - 1))),$(foreach arm,$(2),$
 LAB_TARGETS = $(call fold_targets,$(FOLDS),$(LAB_ARMS),$(LAB_RUNS_DIR))
 # The embedder arm is scored as the retriever dense-ft, every other arm as the generator of its name.
 LAB_EVAL = $(BIN)/python -m rag.eval --qa $(QA) --index $(INDEX) --folds $(FOLDS) --out $(LAB_REPORT) \
-	--retrievers $(LAB_RETRIEVERS) --ranking-only $(LAB_RANKING_ONLY) \
+	--retrievers $(LAB_RETRIEVERS) $(if $(LAB_RANKING_ONLY),--ranking-only $(LAB_RANKING_ONLY)) \
 	--generators base,fewshot$(subst $(space),,$(foreach arm,$(filter-out embedder,$(LAB_ARMS)),$(comma)$(arm))) \
 	--set k=$(LAB_K) $(foreach arm,$(LAB_ARMS),$(EVAL_FLAG_$(arm)) '$(LAB_RUNS_DIR)/fold-{fold}/$(arm)') $(EVAL_FLAGS)
 # Run a step, then print how long it took.

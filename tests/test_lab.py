@@ -409,3 +409,18 @@ def test_nested_rate_selection_sweeps_each_arms_own_rates_in_every_fold_apart_fr
     assert all(command.count("--lr") == 1 for run, command in given.items() if not run.endswith("embedder"))
     misspelt = subprocess.run(["make", "-n", "lab", "LAB_LR_SELECTION=nestd"], cwd=REPO, capture_output=True, text=True)
     assert misspelt.returncode != 0 and "LAB_LR_SELECTION=nestd: choose fixed or nested" in misspelt.stderr
+
+
+def lab_eval_command(*assignments: str) -> str:
+    dry_run = subprocess.run(["make", "-n", "--no-print-directory", "lab", *assignments], cwd=REPO, capture_output=True, text=True, check=True)
+    return next(line for line in dry_run.stdout.splitlines() if "-m rag.eval " in line)
+
+
+def test_the_lab_ranks_only_the_retrievers_it_does_not_generate_with():
+    assert " --retrievers none,bm25 --ranking-only dense,hybrid,dense-ft " in lab_eval_command()
+    assert " --ranking-only dense,hybrid " in lab_eval_command("LAB_RETRIEVERS=none,bm25,dense-ft")
+    assert " --ranking-only dense,hybrid " in lab_eval_command("LAB_ARMS=lora")  # no embedder arm, no dense-ft
+    # the GPU lab generates with every retriever: none is left to rank only
+    gpu = lab_eval_command("FOLDS=5", "LAB_ARMS=embedder lora lora-cb full-cb soft-prompt full scratch",
+                           "LAB_RETRIEVERS=none,bm25,dense,dense-ft,hybrid,corpus")
+    assert " --retrievers none,bm25,dense,dense-ft,hybrid,corpus " in gpu and "--ranking-only" not in gpu
