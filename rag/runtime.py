@@ -1,4 +1,4 @@
-"""Process and file-system helpers every stage shares: memory high-water mark, folder size, atomic publishing.
+"""Process and file-system helpers every stage shares: memory high-water marks, folder size, atomic publishing.
 
 Everything the lab stores (an index generation, a fine-tuned artifact, a
 training checkpoint, the dequantized generator cache, a report) is written the
@@ -19,10 +19,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+
 
 def peak_rss_mb() -> float:
     """This process's resident memory high-water mark."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def peak_gpu_mb() -> float | None:
+    """The most GPU memory this process's tensors held at once (PyTorch's allocator), or None if it used no GPU."""
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return None
+    return sum(torch.cuda.max_memory_allocated(device) for device in range(torch.cuda.device_count())) / 2**20
 
 
 def folder_bytes(folder: Path) -> int:

@@ -68,6 +68,7 @@ def run(mode: str, out: Path, *flags: str) -> dict:
     assert record["artifact_bytes"] > 0 and record["train_examples"] > 0 and record["val_examples"] > 0
     assert {"before", "after", "examples_per_s", "tokens_per_s"} <= record["metrics"].keys()
     assert record["metrics"]["peak_rss_mb"] > 100  # at least a model's worth
+    assert ("peak_gpu_mb" in record["metrics"]) == torch.cuda.is_available()  # GPU memory where training used one
     return record
 
 

@@ -30,7 +30,7 @@ from rag.finetune.sweep import SWEEP_FOLDER, chosen_rate, sweep_learning_rates
 from rag.finetune.trainer import Task, save_loss_plot, train
 from rag.models import resolve_device, resolve_precision
 from rag.qa import question_fingerprint
-from rag.runtime import atomic_folder, folder_bytes, peak_rss_mb
+from rag.runtime import atomic_folder, folder_bytes, peak_gpu_mb, peak_rss_mb
 
 MODES: dict[str, Callable[[FinetuneConfig, Config, Data], Task]] = {
     "embeddings": embeddings.build,
@@ -110,8 +110,10 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
     after = {"val_loss": round(state.best_val_loss, 4), **(task.evaluate() if task.evaluate else {})}  # the kept weights
     logger.info("after training: %s", ", ".join(f"{k} {v:.4f}" for k, v in after.items()))
     throughput = {**state.throughput(), "peak_rss_mb": round(peak_rss_mb())}  # the model, data and training together
-    logger.info("throughput: %s examples/s, %s tokens/s, peak memory %s MB",
-                throughput["examples_per_s"], throughput["tokens_per_s"], throughput["peak_rss_mb"])
+    if (gpu_mb := peak_gpu_mb()) is not None:  # on a GPU the resident memory is the host's share alone
+        throughput["peak_gpu_mb"] = round(gpu_mb)
+    logger.info("throughput: %s examples/s, %s tokens/s, peak memory %s MB%s", throughput["examples_per_s"],
+                throughput["tokens_per_s"], throughput["peak_rss_mb"], f" (GPU {round(gpu_mb)} MB)" if gpu_mb is not None else "")
 
     parameters = list(task.model.parameters())  # counted before --merge unwraps the adapter
     trainable, total = sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
