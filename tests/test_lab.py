@@ -382,10 +382,15 @@ def test_a_model_trained_from_scratch_is_small_random_and_scored_closed_book(vel
     assert scratch.trainable_params == record.trainable_params
 
 
+def lab_dry_run(*assignments: str) -> list[str]:
+    """The command lines ``make -n lab`` prints with these variable assignments."""
+    dry_run = subprocess.run(["make", "-n", "--no-print-directory", "lab", *assignments], cwd=REPO, capture_output=True, text=True, check=True)
+    return dry_run.stdout.splitlines()
+
+
 def lab_commands(*assignments: str) -> dict[str, str]:
     """``make -n lab``'s fine-tune command for each fold x arm (``runs/.../fold-I/ARM`` -> its command line)."""
-    dry_run = subprocess.run(["make", "-n", "--no-print-directory", "lab", *assignments], cwd=REPO, capture_output=True, text=True, check=True)
-    commands = [line for line in dry_run.stdout.splitlines() if "-m rag.finetune " in line]
+    commands = [line for line in lab_dry_run(*assignments) if "-m rag.finetune " in line]
     return {line.split(" --out ")[1].split()[0]: line for line in commands}
 
 
@@ -412,8 +417,7 @@ def test_nested_rate_selection_sweeps_each_arms_own_rates_in_every_fold_apart_fr
 
 
 def lab_eval_command(*assignments: str) -> str:
-    dry_run = subprocess.run(["make", "-n", "--no-print-directory", "lab", *assignments], cwd=REPO, capture_output=True, text=True, check=True)
-    return next(line for line in dry_run.stdout.splitlines() if "-m rag.eval " in line)
+    return next(line for line in lab_dry_run(*assignments) if "-m rag.eval " in line)
 
 
 def test_the_lab_ranks_only_the_retrievers_it_does_not_generate_with():

