@@ -34,6 +34,13 @@ def peak_gpu_mb() -> float | None:
     return sum(torch.cuda.max_memory_allocated(device) for device in range(torch.cuda.device_count())) / 2**20
 
 
+def reset_gpu_peak() -> None:
+    """Start :func:`peak_gpu_mb` afresh from what is allocated now (no-op without a GPU in use)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for device in range(torch.cuda.device_count()):
+            torch.cuda.reset_peak_memory_stats(device)
+
+
 def folder_bytes(folder: Path) -> int:
     """Size on disk of every file under ``folder``: what an artifact costs to keep."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

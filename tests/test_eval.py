@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import CORPUS, QA_FILE, ROOT
 
 from rag import Config, Retriever
@@ -257,6 +258,10 @@ def test_every_number_in_report_json_is_recomputed_from_predictions(small_run):
                                                        (latencies[len(latencies) // 2 - 1] + latencies[len(latencies) // 2]) / 2)
         assert combo["questions_per_s"] == pytest.approx(len(mine) / sum(latencies))
         assert combo["peak_rss_mb"] == max(r["peak_rss_mb"] for r in mine)
+        # The GPU allocator's peak where a GPU answered (reset per combination), else none recorded.
+        gpu_peaks = [r["peak_gpu_mb"] for r in mine]
+        assert all((peak is not None) == torch.cuda.is_available() for peak in gpu_peaks)
+        assert combo["peak_gpu_mb"] == (max(gpu_peaks) if torch.cuda.is_available() else None)
     best = max(saved["combinations"], key=lambda c: c["f1"]["mean"])
     assert saved["verdict"]["best"] == best["combination"]
 

@@ -5,6 +5,7 @@ Fast tests: no generation. Each case is one that misled the eval before
 """
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -375,3 +376,34 @@ def test_under_folds_the_training_cost_is_the_mean_over_the_folds_artifacts():
                           {p.qid for p in rows}, set(), [], 1.0, artifacts=folds)
     lora = next(s for s in report.combinations if s.generator == "lora")
     assert (lora.train_seconds, lora.artifact_bytes, lora.trainable_params) == (200.0, 2_000_000, 460_800)
+
+
+def test_the_gpu_peak_column_shows_each_rows_own_peak_and_only_where_a_gpu_answered():
+    from rag.eval.report import render_markdown
+
+    on_cpu = predictions({"bm25+base": [1.0] * 4, "bm25+lora": [0.0] * 4})
+    cpu_report = report_of(on_cpu, retrievers=("bm25",))
+    assert [s.peak_gpu_mb for s in cpu_report.combinations] == [None, None]
+    assert "GPU peak MB" not in render_markdown(cpu_report)
+
+    # Each row's peak is reset when it begins answering, so rows compare: the larger per-batch mark is the row's.
+    peaks = {"bm25+base": [700.0, 900.0, 800.0, 650.0], "bm25+lora": [1200.0, 1100.0, 1150.0, 1000.0]}
+    on_gpu = [dataclasses.replace(p, peak_gpu_mb=peaks[p.combination][int(p.qid[1:])]) for p in on_cpu]
+    gpu_report = report_of(on_gpu, retrievers=("bm25",))
+    assert {s.combination: s.peak_gpu_mb for s in gpu_report.combinations} == {"bm25+base": 900.0, "bm25+lora": 1200.0}
+    table = render_markdown(gpu_report)
+    header = next(line for line in table.splitlines() if line.startswith("| Combination |")).split(" | ")
+    column = header.index("GPU peak MB")
+    cells = {line.split(" | ")[0][2:]: line.split(" | ")[column] for line in table.splitlines() if line.startswith("| bm25+")}
+    assert cells == {"bm25+base": "**900**", "bm25+lora": "1,200"}  # the least memory is the better figure
+
+
+def test_predictions_written_before_the_gpu_peak_was_recorded_still_resume(tmp_path):
+    """Every lab report committed before ``peak_gpu_mb`` has lines without it: they read back, the peak unknown."""
+    from rag.eval.predictions import PredictionLog
+
+    [old] = predictions({"bm25+base": [1.0]})
+    line = dataclasses.asdict(old)
+    del line["peak_gpu_mb"]
+    (tmp_path / "predictions.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
+    assert PredictionLog(tmp_path / "predictions.jsonl").predictions == [old]

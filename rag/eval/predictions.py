@@ -39,6 +39,9 @@ class Prediction:
     kind: str | None = None  # the question's kind in the QA set (name, number, date, yesno...)
     prompt_passages: int = 0  # how many of the retrieved chunks the prompt holds (the first ones)
     fold: int | None = None  # --folds: the fold whose artifacts answered (rag.qa.fold_of of the question)
+    # The GPU allocator's high-water mark since this combination began answering (resident models included); None
+    # without a GPU. Unlike peak_rss_mb it is reset per combination, so rows compare.
+    peak_gpu_mb: float | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:

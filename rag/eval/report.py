@@ -91,6 +91,7 @@ class CombinationScore:
     model_params: int | None = None  # the generator model's parameters, None if not measured
     load_seconds: float | None = None  # loading it (from the cached float weights)
     decode_tokens_per_s: float | None = None  # its greedy decoding speed (rag.eval.throughput.decode_speed)
+    peak_gpu_mb: float | None = None  # the GPU allocator's peak while it answered (models included); None without a GPU
     f1_by_fold: dict[int, float | None] = dataclasses.field(default_factory=dict)  # --folds: mean F1 of each fold's questions
 
     def cost(self) -> tuple[float, float, float]:
@@ -243,6 +244,7 @@ def score_combination(
         model_params=model.parameters if model else None,
         load_seconds=model.load_seconds if model else None,
         decode_tokens_per_s=model.decode_tokens_per_s if model else None,
+        peak_gpu_mb=max((p.peak_gpu_mb for p in predictions if p.peak_gpu_mb is not None), default=None),
         f1_by_fold={
             fold: _mean([p.f1 for p in answerable if p.fold == fold])
             for fold in range(settings.folds or 0)
@@ -514,6 +516,7 @@ class Column:
     value: Callable[[CombinationScore], float | None]
     better: str | None  # "max" | "min" | None (not marked)
     text: Callable[[CombinationScore], str]
+    optional: bool = False  # left out of the table when no row has a value (a GPU's memory, on a CPU)
 
 
 def _numeric(header: str, value: Callable[[CombinationScore], float | None], better: str | None, digits: int) -> Column:
@@ -537,6 +540,7 @@ def _columns(k: int) -> list[Column]:
         _numeric("p95 s", lambda s: s.latency_p95_s, "min", 2),
         _numeric("q/s", lambda s: s.questions_per_s, "max", 2),
         _numeric("Peak MB", lambda s: s.peak_rss_mb, None, 0),  # a high-water mark: not comparable across rows
+        dataclasses.replace(_numeric("GPU peak MB", lambda s: s.peak_gpu_mb, "min", 0), optional=True),  # reset per row
         _numeric("Train s", lambda s: s.train_seconds, "min", 0),
         _numeric("Trainable", lambda s: s.trainable_params, "min", 0),
         _numeric("Artifact MB", lambda s: s.artifact_bytes / 1e6, "min", 1),
@@ -547,7 +551,7 @@ def _columns(k: int) -> list[Column]:
 
 
 def _table(scores: list[CombinationScore], k: int) -> list[str]:
-    columns = _columns(k)
+    columns = [c for c in _columns(k) if not c.optional or any(c.value(s) is not None for s in scores)]
     lines = ["| Combination | " + " | ".join(c.header for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     best = {}
     for column in columns:
@@ -630,9 +634,11 @@ def render_markdown(report: Report) -> str:
         "groundedness is the share of the answer's content words found in the prompt's passages; \"Abstain (unans.)\" is "
         "the share of unanswerable questions answered \"I don't know\" (higher is better), \"Abstain (ans.)\" the share "
         "of answerable ones wrongly declined (lower is better); latency is per question (batched generation time shared "
-        "over the batch, plus retrieval and prompt building); peak memory is the process high-water mark; the model "
-        "columns give the generator model's parameters, its load time from the cached float weights and its greedy "
-        "decoding speed after a one-token prompt (measured when this run or an earlier one into this folder loaded it).",
+        "over the batch, plus retrieval and prompt building); peak memory is the process high-water mark"
+        + ("; \"GPU peak MB\" is the GPU allocator's peak while that row answered, models included"
+           if any(s.peak_gpu_mb is not None for s in report.combinations) else "")
+        + "; the model columns give the generator model's parameters, its load time from the cached float weights and "
+        "its greedy decoding speed after a one-token prompt (measured when this run or an earlier one into this folder loaded it).",
     ]
     lines += _retrieval_section(report)
     if report.verdict.comparisons:

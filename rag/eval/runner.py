@@ -49,7 +49,7 @@ from rag.language import resolve_language
 from rag.prompt import Prompt, answer_text, build_prompt, load_few_shot
 from rag.qa import document_of, fold_split, load_qa, question_fingerprint
 from rag.retrieve import Retrieved, Retriever
-from rag.runtime import atomic_write_text, peak_rss_mb
+from rag.runtime import atomic_write_text, peak_gpu_mb, peak_rss_mb, reset_gpu_peak
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +248,7 @@ def score(
         abstained=declined,
         kind=question.item.kind,
         fold=fold,
+        peak_gpu_mb=None if (gpu_mb := peak_gpu_mb()) is None else round(gpu_mb, 1),
     )
 
 
@@ -268,6 +269,7 @@ def answer_questions(
     ``embedder`` scores sentences for a variant with ``context = "sentences"``.
     """
     name = f"{retriever.name}+{spec.name}" + (" (probe)" if suite == "probe" else "")
+    reset_gpu_peak()  # this combination's peak, not an earlier one's
     began = time.perf_counter()
     config = spec.config.override({"retriever": retriever.method})
     examples = load_few_shot(config) if config.few_shot_file else None  # None: built-in ones in each question's language
