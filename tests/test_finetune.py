@@ -358,6 +358,13 @@ def test_the_sweep_keeps_the_rate_of_the_lowest_validation_loss_and_resumes_from
     low = dataclasses.replace(settings, lr_sweep=(0.01, 0.1), out=str(tmp_path / "low"))
     assert chosen_rate(sweep_learning_rates(low, scalar_task, "data", tmp_path / "low" / "checkpoints")) == 0.1
     assert "0.1, the lowest validation loss, is the grid's highest rate" in caplog.text  # 0.6 would do better
+    # Widened on a finished run: 0.6, trained now, beats 0.1, whose checkpoints the run holds; the run must resume
+    # from 0.6's, not finish 0.1's weights under 0.6's name.
+    wider = dataclasses.replace(low, lr_sweep=(0.01, 0.1, 0.6))
+    widened = sweep_learning_rates(wider, scalar_task, "data", tmp_path / "low" / "checkpoints")
+    assert chosen_rate(widened) == 0.6
+    state = train(scalar_task(wider), dataclasses.replace(wider, lr=0.6, resume=True), tmp_path / "low" / "checkpoints", "data")
+    assert round(state.best_val_loss, 4) == widened[2].val_loss < widened[1].val_loss
 
 
 def test_a_swept_run_trains_with_the_chosen_rate_and_records_every_trial(tmp_path):

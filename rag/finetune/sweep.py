@@ -87,7 +87,10 @@ def sweep_learning_rates(settings: FinetuneConfig, build_task: Callable[[Finetun
         logger.warning("lr sweep: %g, the lowest validation loss, is the grid's %s rate: one beyond it may be lower "
                        "still; widen --lr-sweep to bracket it", best, end)
     best_checkpoints = trial_folder(settings, best) / "checkpoints"
-    if whole_budget and best_checkpoints.is_dir() and not checkpoints.exists():
+    if whole_budget and best_checkpoints.is_dir():
+        # The best trial's checkpoints survive only where it has not handed them over yet: whatever the run holds
+        # is another rate's (a sweep widened on a finished run, or a run with --lr first) and must not be resumed.
+        shutil.rmtree(checkpoints, ignore_errors=True)
         best_checkpoints.rename(checkpoints)
         logger.info("lr sweep: the trial at lr %g trained the whole budget; the run resumes from it", best)
     else:
