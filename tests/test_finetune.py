@@ -270,6 +270,29 @@ def test_the_run_keeps_the_weights_of_its_best_validation_not_its_last_step(tmp_
     assert (tmp_path / "checkpoints" / "best" / "trainable.pt").is_file()
 
 
+def test_the_validation_loss_is_the_mean_over_the_validation_tokens_whatever_the_batch_size():
+    """Runs trained with different batch sizes compare on it: each batch's token mean weighted by its examples moved
+    with how answers of different lengths fell into batches (fold 2's untrained closed-book loss: 5.233 in batches of
+    4, 5.399 in batches of 2)."""
+    from rag.finetune.causal import answered, causal_task, next_token_loss
+    from rag.finetune.trainer import validation_loss
+
+    model, tokenizer = load_generator(FP32)
+    prompt = tokenizer("Question: who founded the cooperative?\nAnswer:")["input_ids"]
+    answers = ["Ada", "Ada Marrow and Benedek Hollis, in the spring of 1911", "1911", "in the old harbour of Vellmar"]
+    val = [answered(prompt, answer, tokenizer) for answer in answers]
+    task = causal_task(model, tokenizer, ([], val), save=None)
+    token_losses = []
+    with torch.no_grad():
+        for sequence in val:
+            logits = model(torch.tensor([sequence.input_ids])).logits
+            labels = torch.tensor([sequence.labels])
+            scored = sum(label != -100 for label in sequence.labels[1:])
+            token_losses.append((next_token_loss(logits, labels).item() * scored, scored))
+    by_hand = sum(loss for loss, _ in token_losses) / sum(count for _, count in token_losses)
+    assert [validation_loss(task, size) for size in (1, 2, 3, 4)] == pytest.approx([by_hand] * 4, rel=1e-5)
+
+
 @pytest.mark.parametrize(("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32)])
 def test_the_loss_is_computed_in_the_training_precision_and_the_trained_weights_stay_fp32(tmp_path, precision, dtype):
     from rag.finetune.trainer import Task, train

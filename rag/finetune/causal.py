@@ -241,7 +241,8 @@ def causal_task(model, tokenizer, sequences: tuple[list[Sequence], list[Sequence
 
     train, val = sequences
     return Task(model=model, train=train, val=val, loss=loss, save=save, merge=merge, batches=phased_batches,
-                parts=one_by_one if device.type == "cpu" else None)
+                parts=one_by_one if device.type == "cpu" else None,
+                weight=lambda batch: sum(scored_tokens(sequence) for sequence in batch))
 
 
 def frozen_generator(settings: FinetuneConfig, config: Config):

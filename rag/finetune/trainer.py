@@ -65,6 +65,9 @@ class Task:
     # batch -> (part, weight) pairs whose weighted losses sum to the batch's mean loss: each part runs forward and
     # backward alone (gradient accumulation), so only one part's activations are held at a time. None: the batch whole.
     parts: Callable[[list], list[tuple[list, float]]] | None = None
+    # How much a batch counts in the validation loss: its examples, or for a loss averaged over tokens its scored
+    # tokens, so that the validation loss is the mean over the whole validation set whatever the batch size.
+    weight: Callable[[list], float] = len
 
 
 def training_dtype(settings: FinetuneConfig, device: str) -> torch.dtype:
@@ -140,12 +143,15 @@ def plan_steps(task: Task, settings: FinetuneConfig) -> list[tuple[int, list]]:
 
 @torch.no_grad()
 def validation_loss(task: Task, batch_size: int, dtype: torch.dtype = torch.float32) -> float:
+    """The mean loss over ``task.val``, each batch weighted by :attr:`Task.weight` (a token-averaged loss then does
+    not depend on ``batch_size``: runs trained with different batch sizes compare)."""
     task.model.eval()
     total, count = 0.0, 0
     for start in range(0, len(task.val), batch_size):
         batch = task.val[start : start + batch_size]
-        total += batch_loss(task, batch, backward=False, dtype=dtype)[0] * len(batch)
-        count += len(batch)
+        weight = task.weight(batch)
+        total += batch_loss(task, batch, backward=False, dtype=dtype)[0] * weight
+        count += weight
     return total / count
 
 
