@@ -27,18 +27,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
+def _gpus_in_use() -> range:
+    """The GPUs' indexes, or none where this process has not used CUDA (asking would initialise it)."""
+    return range(torch.cuda.device_count() if torch.cuda.is_available() and torch.cuda.is_initialized() else 0)
+
+
 def peak_gpu_mb() -> float | None:
     """The most GPU memory this process's tensors held at once (PyTorch's allocator), or None if it used no GPU."""
-    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
-        return None
-    return sum(torch.cuda.max_memory_allocated(device) for device in range(torch.cuda.device_count())) / 2**20
+    devices = _gpus_in_use()
+    return sum(torch.cuda.max_memory_allocated(device) for device in devices) / 2**20 if devices else None
 
 
 def reset_gpu_peak() -> None:
     """Start :func:`peak_gpu_mb` afresh from what is allocated now (no-op without a GPU in use)."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for device in range(torch.cuda.device_count()):
-            torch.cuda.reset_peak_memory_stats(device)
+    for device in _gpus_in_use():
+        torch.cuda.reset_peak_memory_stats(device)
 
 
 def folder_bytes(folder: Path) -> int:
