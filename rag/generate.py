@@ -50,6 +50,22 @@ def common_prefix(rows: list[list[int]]) -> list[int]:
     return [column[0] for column in takewhile(lambda column: len(set(column)) == 1, zip(*rows))]
 
 
+def prefix_layers(model, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each layer's (keys, values) for the token ids ``ids``, each (1, heads, len(ids), head_dim): an opening that
+    many prompts share, computed once (with gradients only if the caller allows them)."""
+    device = next(model.parameters()).device
+    cache = model(input_ids=torch.tensor([ids], device=device), use_cache=True).past_key_values
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]], batch: int, model):
+    """A fresh cache holding :func:`prefix_layers`' ``layers`` for ``batch`` rows; the kept tensors are never written
+    (a DynamicCache appends with torch.cat, which makes new tensors), so no copy is needed."""
+    from transformers import DynamicCache
+
+    return DynamicCache([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in layers], config=model.config)
+
+
 class Generator:
     def __init__(self, model, tokenizer, config: Config):
         self.model, self.tokenizer, self.config = model, tokenizer, config
@@ -140,19 +156,14 @@ class Generator:
         return shared >= self.config.min_prefix_tokens and shared >= self.config.min_prefix_share * max(map(len, rows))
 
     def _store_prefix(self, ids: list[int]) -> None:
-        cache = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True).past_key_values
-        self._prefix, self._prefix_layers = ids, [(layer.keys, layer.values) for layer in cache.layers]
+        self._prefix, self._prefix_layers = ids, prefix_layers(self.model, ids)
 
     def _crop_prefix(self, length: int) -> None:
         self._prefix = self._prefix[:length]
         self._prefix_layers = [(keys[:, :, :length], values[:, :, :length]) for keys, values in self._prefix_layers]
 
     def _prefix_cache(self, batch: int):
-        """A fresh cache holding the kept prefix for ``batch`` rows; the kept tensors are never written
-        (a DynamicCache appends with torch.cat, which makes new tensors), so no copy is needed."""
-        from transformers import DynamicCache
-
-        return DynamicCache([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self._prefix_layers], config=self.model.config)
+        return cache_of(self._prefix_layers, batch, self.model)
 
     def _prefilled_cache(self, rows: list[list[int]], reused: int):
         """Each prompt but its last token run alone, the key/value caches left-padded into one batch.

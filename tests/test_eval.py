@@ -132,9 +132,10 @@ def test_default_plan_skips_what_has_no_artifact(tmp_path):
     reasons = " ".join(s.reason for s in skipped)
     assert {s.variant for s in skipped} == {
         "retriever dense-ft", "generator lora", "generator soft-prompt", "generator full", "generator lora-cb", "generator full-cb",
-        "generator scratch",
+        "generator scratch", "generator lora-pp",
     }
-    flags = ("--embedder", "--adapter", "--soft-prompt", "--generator", "--closed-book-adapter", "--closed-book-generator", "--scratch-generator")
+    flags = ("--embedder", "--adapter", "--soft-prompt", "--generator", "--closed-book-adapter", "--closed-book-generator", "--scratch-generator",
+             "--preprompt-adapter")
     assert all(flag in reasons for flag in flags)
 
 

@@ -210,7 +210,7 @@ def test_malformed_pairs_line_is_named(tmp_path):
         (dict(mode="lora", qa=str(SQUAD), objective="closed-book", cloze=-1), "cloze must be at least 0"),
         (dict(mode="lora", qa=str(SQUAD), precision="fp16"), "--precision must be auto, bf16 or fp32, got 'fp16'"),
         (dict(mode="embeddings", qa=str(SQUAD), unanswerable=True), "--unanswerable trains a generator"),
-        (dict(mode="lora", qa=str(SQUAD), objective="unsupervised", unanswerable=True), "the supervised or closed-book objective"),
+        (dict(mode="lora", qa=str(SQUAD), objective="unsupervised", unanswerable=True), "the supervised, closed-book or preprompt objective"),
         (dict(mode="lora", qa=str(SQUAD), distractors_from="dense"), "unknown --distractors-from 'dense'; choose one of random, bm25"),
         (dict(mode="lora", qa=str(SQUAD), objective="closed-book", distractors_from="bm25"), "this run has none .*closed-book objective"),
     ],

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import QA_FILE
 
 from rag import Config, Index, Pipeline, Retriever
@@ -26,6 +27,8 @@ from rag.eval.metrics import abstained
 from rag.eval.predictions import PredictionLog
 from rag.finetune import FinetuneConfig, finetune
 from rag.finetune.causal import DOCUMENTS, IGNORE, QUESTIONS, generator_sequences, phased_batches
+from rag.finetune.lora import build as lora_build
+from rag.generate import common_prefix
 from rag.finetune.cloze import BLANK, blanks, cloze_questions, sentences
 from rag.finetune.data import load_data
 from rag.models import load_generator
@@ -74,11 +77,11 @@ def fold_adapters(tmp_path_factory, vellmar_index) -> Path:
     return train_per_fold(tmp_path_factory.mktemp("runs"), "lora", vellmar_index)
 
 
-def train_per_fold(runs: Path, arm: str, index: Path, **settings) -> Path:
+def train_per_fold(runs: Path, arm: str, index: Path, config: Config = Config(), **settings) -> Path:
     """runs/fold-I/ARM for each fold: a tiny LoRA run trained on the other folds' questions."""
     for fold in range(FOLDS):
         finetune(FinetuneConfig("lora", str(runs / f"fold-{fold}" / arm), qa=str(QA_FILE), index=str(index),
-                                folds=FOLDS, fold=fold, **TINY, **settings))
+                                folds=FOLDS, fold=fold, **TINY, **settings), config)
     return runs
 
 
@@ -311,7 +314,7 @@ def test_a_closed_book_fine_tune_is_scored_closed_book_against_retrieval_with_ba
 def test_closed_book_flags_refuse_an_adapter_trained_with_passages(fold_adapters, tmp_path):
     settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), retrievers=("none",), generators=("lora-cb",), folds=FOLDS, probe="",
                           closed_book_adapter=str(fold_adapters / "fold-{fold}" / "lora"))
-    with pytest.raises(ValueError, match="trained with --objective supervised, not for closed-book answering"):
+    with pytest.raises(ValueError, match="trained with --objective supervised, not closed-book"):
         run_eval(settings, progress=False)
 
 
@@ -358,6 +361,72 @@ def test_the_corpus_arm_is_scored_against_each_retriever_with_what_its_prompt_ho
         sum(bool(set(p.relevant) & set(reading_order[:packed])) for p in with_gold) / len(with_gold))
     assert ("corpus", "corpus+base", "bm25+base") in {(c.factor, c.a, c.b) for c in report.verdict.comparisons}
     assert "Gold in prompt" in (tmp_path / "corpus" / "report.md").read_text()
+
+
+def test_the_preprompt_objective_trains_on_the_eval_corpus_prompt_with_the_answer_citing_the_gold_chunk(vellmar_index):
+    settings = FinetuneConfig("lora", "unused", qa=str(QA_FILE), index=str(vellmar_index), objective="preprompt").resolved()
+    config = Config().override(CORPUS_BUDGET)
+    data = load_data(settings, config)
+    model, tokenizer = load_generator(config)
+    train, val = generator_sequences(settings, config, data, model, tokenizer)
+    assert len(train) == len(data.train) and len(val) == len(data.val)
+    pipeline = Pipeline(vellmar_index, config.override({"retriever": WHOLE_CORPUS}))
+    questions = [e.query for e in data.train + data.val]
+    prompts = pipeline.prompts(questions, pipeline.retrieve(questions))  # the eval's prompt for the corpus retriever
+    cited = 0
+    for example, sequence, prompt in zip(data.train + data.val, train + val, prompts):
+        assert sequence.input_ids[: len(prompt.input_ids)] == prompt.input_ids
+        gold = [n for n, passage in enumerate(prompt.passages, 1) if passage.text == example.positive]
+        assert target_text(sequence, tokenizer) == example.answers[0] + (f" [{gold[0]}]" if gold else "")
+        cited += bool(gold)
+    assert 0 < cited < len(prompts)  # the budget keeps some gold chunks and cuts others
+    # Every prompt shares everything before its question: the corpus, computed once per step.
+    shortest = min(len(p.input_ids) for p in prompts)
+    assert {s.shared for s in train + val} == {len(common_prefix([p.input_ids for p in prompts]))}
+    assert 0.9 * shortest < train[0].shared < shortest
+    for wrong in ({"mode": "prompt-tuning"}, {"index": None}):
+        with pytest.raises(ValueError, match="preprompt objective"):
+            replace(settings, **wrong).resolved()
+
+
+def test_the_shared_corpus_opening_gives_the_whole_sequences_loss_with_the_current_weights(vellmar_index):
+    """The loss over a cached opening is the loss of the whole sequence, before and after an optimizer step (a cache
+    kept across a weight update would give the old weights' loss); the trained weights get a gradient."""
+    settings = FinetuneConfig("lora", "unused", qa=str(QA_FILE), index=str(vellmar_index), objective="preprompt", limit=4).resolved()
+    config = Config().override(CORPUS_BUDGET)
+    task = lora_build(settings, config, load_data(settings, config))
+    model = task.model.float()  # fp32: the two paths agree to rounding
+    sequence = task.train[0]
+    assert sequence.shared > 0
+    whole = replace(sequence, shared=0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(2):
+        model.eval()  # no dropout: the two paths compare
+        with torch.no_grad():
+            losses.append(task.loss([sequence])[0].item())
+            assert losses[-1] == pytest.approx(task.loss([whole])[0].item(), abs=1e-4)
+        model.train()
+        task.loss([sequence])[0].backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
+        optimizer.step()
+        optimizer.zero_grad()
+    assert abs(losses[1] - losses[0]) > 1e-2  # the step moved the loss: the second comparison is of new weights
+
+
+def test_a_preprompt_fine_tune_is_scored_with_the_whole_corpus_only_against_the_untrained_model(fold_adapters, vellmar_index, tmp_path_factory, tmp_path):
+    config = Config().override(CORPUS_BUDGET)
+    runs = train_per_fold(tmp_path_factory.mktemp("runs-pp"), "lora-pp", vellmar_index, config, objective="preprompt")
+    assert json.loads((runs / "fold-0" / "lora-pp" / "run.json").read_text())["hyperparameters"]["objective"] == "preprompt"
+    settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), index=str(vellmar_index), retrievers=("none", "bm25", WHOLE_CORPUS),
+                          generators=("base", "lora-pp"), folds=FOLDS, limit=4, probe="", rag=config,
+                          preprompt_adapter=str(runs / "fold-{fold}" / "lora-pp"))
+    report = run_eval(settings, progress=False)
+    assert {s.combination for s in report.combinations} == {"none+base", "bm25+base", "corpus+base", "corpus+lora-pp"}
+    assert ("fine-tuning", "corpus+lora-pp", "corpus+base") in {(c.factor, c.a, c.b) for c in report.verdict.comparisons}
+    refused = replace(settings, out=str(tmp_path / "refused"), preprompt_adapter=str(fold_adapters / "fold-{fold}" / "lora"))
+    with pytest.raises(ValueError, match="trained with --objective supervised, not preprompt"):
+        run_eval(refused, progress=False)
 
 
 # ---------------------------------------------------------------------------- trained from scratch

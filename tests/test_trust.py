@@ -12,6 +12,7 @@ import pytest
 from conftest import QA_FILE, SHARED
 
 from rag import Config
+from rag.config import CLOSED_BOOK
 from rag.eval.artifacts import load_artifact
 from rag.eval.dataset import gold_chunk_ids, select, split_key
 from rag.eval.runner import check_leakage
@@ -278,7 +279,7 @@ def test_the_fine_tuning_methods_are_compared_with_each_other_where_they_are_tes
     # LoRA against a soft prompt (the user's document 002) and a pretrained full fine-tune against one from scratch
     # (003) had no comparison of their own: only each against base.
     def trained(name, closed_book=False):
-        return GeneratorSpec(name, Config(), f"/runs/{name}", dataclasses.replace(LORA, path=f"/runs/{name}"), closed_book_only=closed_book)
+        return GeneratorSpec(name, Config(), f"/runs/{name}", dataclasses.replace(LORA, path=f"/runs/{name}"), only_with=CLOSED_BOOK if closed_book else None)
     generators = [GENERATORS["base"], trained("lora"), trained("soft-prompt"), trained("full-cb", True), trained("scratch", True)]
     other_model = [GENERATORS["base"].labelled("gemma"), trained("lora").labelled("gemma")]
     rows = predictions({
@@ -311,7 +312,7 @@ def test_a_generator_fine_tuned_with_retrieved_passages_is_scored_only_with_retr
     lora = GENERATORS["lora"]  # trained with passages in its prompts: closed book it would be tested unlike it was trained
     assert not lora.crosses(RETRIEVERS["none"]) and not lora.crosses(RetrieverSpec("corpus", "corpus"))
     assert all(lora.crosses(RETRIEVERS[name]) for name in ("bm25", "dense", "hybrid"))
-    closed_book = GeneratorSpec("lora-cb", Config(), "/runs/lora-cb", LORA, closed_book_only=True)
+    closed_book = GeneratorSpec("lora-cb", Config(), "/runs/lora-cb", LORA, only_with=CLOSED_BOOK)
     assert [name for name, retriever in RETRIEVERS.items() if closed_book.crosses(retriever)] == ["none"]
 
 

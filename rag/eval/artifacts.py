@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.eval.config import ARTIFACT_FIELDS, MODEL_ARTIFACT_FIELDS, EvalConfig
-from rag.finetune.config import CLOSED_BOOK_OBJECTIVE  # what the --closed-book-* flags take
+from rag.finetune.config import CLOSED_BOOK_OBJECTIVE, PREPROMPT_OBJECTIVE  # what the --closed-book-* and --preprompt-* flags take
 from rag.models import ModelSource
 from rag.runtime import folder_bytes
 
@@ -55,8 +55,15 @@ ARTIFACT_KINDS = {
     "--closed-book-adapter": ("adapter_config.json", "LORA", "python -m rag.finetune lora --objective closed-book"),
     "--closed-book-generator": ("config.json", None, "python -m rag.finetune full --objective closed-book"),
     "--scratch-generator": ("config.json", None, "python -m rag.finetune scratch"),
+    "--preprompt-adapter": ("adapter_config.json", "LORA", "python -m rag.finetune lora --objective preprompt"),
 }
-CLOSED_BOOK_FLAGS = ("--closed-book-adapter", "--closed-book-generator", "--scratch-generator")  # scored closed book only
+# flag -> the objective its folders must have been trained with, for the one way they are scored
+TRAINED_OBJECTIVES = {
+    "--closed-book-adapter": CLOSED_BOOK_OBJECTIVE,
+    "--closed-book-generator": CLOSED_BOOK_OBJECTIVE,
+    "--scratch-generator": CLOSED_BOOK_OBJECTIVE,
+    "--preprompt-adapter": PREPROMPT_OBJECTIVE,
+}
 
 
 def load_artifact(flag: str, path: str) -> Artifact:
@@ -82,9 +89,10 @@ def load_artifact(flag: str, path: str) -> Artifact:
     else:  # no record: the weights themselves tell a retrained folder apart
         fingerprint = ModelSource(path, folder).fingerprint()
     hyperparameters = run.get("hyperparameters") or {}
-    if flag in CLOSED_BOOK_FLAGS and hyperparameters.get("objective", CLOSED_BOOK_OBJECTIVE) != CLOSED_BOOK_OBJECTIVE:
-        raise ValueError(f"{flag} {path}: trained with --objective {hyperparameters['objective']}, not for closed-book "
-                         f"answering; make one with `{command}`")
+    expected = TRAINED_OBJECTIVES.get(flag)
+    if expected and hyperparameters.get("objective", expected) != expected:
+        raise ValueError(f"{flag} {path}: trained with --objective {hyperparameters['objective']}, not {expected} (how it is scored); "
+                         f"make one with `{command}`")
     size = run.get("artifact_bytes") or folder_bytes(folder)
     trained_on, documents = run.get("train_questions"), run.get("train_documents")
     return Artifact(
@@ -128,6 +136,7 @@ class Artifacts:
     closed_book_adapter: Artifact | None = None
     closed_book_generator: Artifact | None = None
     scratch_generator: Artifact | None = None
+    preprompt_adapter: Artifact | None = None
     has_corpus: bool = False
 
     @classmethod

@@ -22,11 +22,13 @@ from rag.config import Config, check_minimums
 # Inside the package, so an installed rag-lab finds it wherever it runs.
 PROBE_FILE = Path(__file__).resolve().parent / "probes" / "general-knowledge.jsonl"
 SPLITS = ("all", "val", "train")
-ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator", "closed_book_adapter", "closed_book_generator", "scratch_generator")  # the fields naming fine-tuned folders
+ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator", "closed_book_adapter", "closed_book_generator", "scratch_generator",
+                   "preprompt_adapter")  # the fields naming fine-tuned folders
 FOLD_PLACEHOLDER = "{fold}"  # in an artifact path under --folds: replaced by each fold's number
 PIPELINE_DEFAULTS = Config(max_new_tokens=32)  # short reference answers need few tokens
 # Trained from a generator model: a comma list gives one folder per model of --models, matched by its run.json.
-MODEL_ARTIFACT_FIELDS = ("adapter", "soft_prompt", "generator", "closed_book_adapter", "closed_book_generator", "scratch_generator")
+MODEL_ARTIFACT_FIELDS = ("adapter", "soft_prompt", "generator", "closed_book_adapter", "closed_book_generator", "scratch_generator",
+                         "preprompt_adapter")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class EvalConfig:
     closed_book_adapter: tuple[str, ...] | None = None
     closed_book_generator: tuple[str, ...] | None = None
     scratch_generator: tuple[str, ...] | None = None  # small models trained from random weights (scratch, closed book only)
+    preprompt_adapter: tuple[str, ...] | None = None  # LoRA folders trained with --objective preprompt (lora-pp, corpus only)
     limit: int | None = None  # evaluate a seeded sample of this many questions (and probes)
     split: str = "all"  # all | val | train: rag.qa.split with val_fraction and split_seed, as rag.finetune splits
     val_fraction: float = 0.25  # rag.finetune --val-fraction of the artifacts scored

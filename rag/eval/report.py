@@ -475,7 +475,7 @@ def build_report(
     kinds = {p.qid: p.kind for p in predictions if p.suite == "qa" and p.answers and p.kind}
     f1 = _per_question_f1([p for p in predictions if p.suite == "qa"], key=lambda p: p.combination)
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
-    answers_verdict = verdict(scores, f1, fine_tuned, resample, frozenset(g.name for g in generators if g.closed_book_only),
+    answers_verdict = verdict(scores, f1, fine_tuned, resample, frozenset(g.name for g in generators if g.only_with == CLOSED_BOOK),
                               {g.name: g.prompt_factor for g in generators if g.prompt_factor})
     retrieval, retrieval_comparisons = score_retrieval(rankings or [], settings)
     retrieval_lines = [f"{c.factor.capitalize()} (MRR@{settings.k}): {_comparison_line(c, 'MRR')}." for c in retrieval_comparisons]

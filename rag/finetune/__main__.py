@@ -15,6 +15,7 @@ MODE is embeddings, lora, prompt-tuning, full or scratch (a small model from ran
     python -m rag.finetune lora ... --out runs/lora --lr-sweep 1e-4,3e-4,1e-3 --sweep-steps 10   # rate by validation loss
     python -m rag.finetune lora --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --folds 5 --fold 0 --out runs/fold-0/lora
     python -m rag.finetune lora --objective closed-book --cloze 2 --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --out runs/lora-cb
+    python -m rag.finetune lora --objective preprompt --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --out runs/lora-pp
     python -m rag.finetune scratch --qa corpora/vellmar-qa.jsonl --index indexes/vellmar --out runs/scratch   # closed book
 """
 
@@ -74,12 +75,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(training, "--resume", "continue from the last checkpoint in DIR/checkpoints", action="store_true")
     modes = parser.add_argument_group("mode options")
     option(modes, "--hard-negatives", "embeddings: mine one hard negative per pair", action="store_true")
-    option(modes, "--objective", "generator modes (default: closed-book for scratch, else supervised)", choices=OBJECTIVES)
+    option(modes, "--objective", "generator modes (default: closed-book for scratch, else supervised); preprompt: "
+           "each question after the whole corpus of --index, as the eval's corpus retriever prompts it", choices=OBJECTIVES)
     option(modes, "--passages", "passages per supervised prompt, the gold one included", type=int)
     option(modes, "--distractors", "share of supervised examples with distractors only (RAFT)", type=float)
     option(modes, "--distractors-from", "supervised: distractors drawn at random from the corpus (default), or the "
            "passages BM25 ranks highest for the question, as a BM25 eval retrieves them", choices=DISTRACTOR_SOURCES)
-    option(modes, "--unanswerable", "supervised, closed-book: also train on the QA set's unanswerable questions, "
+    option(modes, "--unanswerable", "supervised, closed-book, preprompt: also train on the QA set's unanswerable questions, "
            "target the preprompt's \"I don't know.\"", action="store_true")
     option(modes, "--paraphrases", "unsupervised, closed-book: generated paraphrases per chunk", type=int)
     option(modes, "--cloze", "closed-book: fill-in-the-blank questions made from each chunk (a name, number or date "

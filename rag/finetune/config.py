@@ -20,7 +20,8 @@ from rag.qa import check_split_unit
 
 
 CLOSED_BOOK_OBJECTIVE = "closed-book"  # the corpus, then questions without passages: to answer without retrieval
-OBJECTIVES = ("supervised", "unsupervised", CLOSED_BOOK_OBJECTIVE)
+PREPROMPT_OBJECTIVE = "preprompt"  # questions with the whole corpus in the prompt, as the eval's corpus retriever gives it
+OBJECTIVES = ("supervised", "unsupervised", CLOSED_BOOK_OBJECTIVE, PREPROMPT_OBJECTIVE)
 DISTRACTOR_SOURCES = ("random", "bm25")  # where a supervised prompt's distractors come from
 
 
@@ -94,7 +95,8 @@ class FinetuneConfig:
     hard_negatives: bool = False  # mine one per pair from the corpus with the base encoder
 
     # --- generator modes (lora, prompt-tuning, full)
-    # supervised: question + passages -> answer; unsupervised: corpus text; closed-book: corpus text, then question -> answer
+    # supervised: question + passages -> answer; unsupervised: corpus text; closed-book: corpus text, then question -> answer;
+    # preprompt: the whole index in reading order (as much as corpus_context_tokens holds) + question -> answer
     objective: str | None = None  # None: the mode's default (closed-book for scratch, else supervised)
     passages: int = 3  # passages per supervised prompt: the gold one and passages - 1 distractors
     distractors: float = 0.0  # fraction of supervised examples given distractors only (RAFT)
@@ -156,7 +158,13 @@ class FinetuneConfig:
                              f"run has none ({self.mode}, {objective} objective): use the supervised objective, or leave it out")
         if self.unanswerable and (self.mode == "embeddings" or objective == "unsupervised" or not self.qa):
             raise ValueError("--unanswerable trains a generator to decline the unanswerable questions of a QA set: it takes "
-                             "--qa FILE and the supervised or closed-book objective")
+                             "--qa FILE and the supervised, closed-book or preprompt objective")
+        if objective == PREPROMPT_OBJECTIVE and self.mode not in ("lora", "full"):
+            # A soft prompt's virtual tokens (and a scratch model's short window) come before the corpus it would reuse.
+            raise ValueError(f"the {PREPROMPT_OBJECTIVE} objective trains lora or full, not {self.mode}")
+        if objective == PREPROMPT_OBJECTIVE and not (self.qa and self.index):
+            raise ValueError(f"the {PREPROMPT_OBJECTIVE} objective puts the whole corpus of an index before each question of a "
+                             "QA set: give --qa FILE and --index INDEX_DIR")
         return dataclasses.replace(
             self,
             lr=self.lr if self.lr is not None else defaults.lr,
