@@ -89,14 +89,15 @@ LAB_LR_full-cb ?= 4e-4
 LAB_LR_soft-prompt ?= 3e-2
 # full (with passages): 5e-5, 1e-4 and 2e-4 swept the same way; 1e-4 was lowest (docs/results/vellmar-full/RUN.md).
 LAB_LR_full ?= 1e-4
-# lora-pp (the whole corpus in the prompt): swept the same way (docs/results/preprompt-trained/RUN.md).
-LAB_LR_lora-pp ?= 1e-3
+# lora-pp (the whole corpus in the prompt): 5e-4, 1e-3, 2e-3 and 4e-3 swept the same way; 2e-3 was lowest
+# (docs/results/preprompt-trained/RUN.md).
+LAB_LR_lora-pp ?= 2e-3
 LAB_LR_SWEEP_lora ?= 5e-4,1e-3,2e-3
 LAB_LR_SWEEP_lora-cb ?= 2e-3,4e-3,8e-3
 LAB_LR_SWEEP_full-cb ?= 2e-4,4e-4,8e-4
 LAB_LR_SWEEP_soft-prompt ?= 1e-2,3e-2,1e-1
 LAB_LR_SWEEP_full ?= 5e-5,1e-4,2e-4
-LAB_LR_SWEEP_lora-pp ?= 5e-4,1e-3,2e-3
+LAB_LR_SWEEP_lora-pp ?= 1e-3,2e-3,4e-3
 # The arms trained with passages get, beside the gold one, the passages BM25 ranks highest for the question, as the
 # eval's bm25 retriever gives them, instead of random ones (docs/results/vellmar/RUN.md compares the two).
 LAB_SUPERVISED_FLAGS ?= --distractors-from bm25

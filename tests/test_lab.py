@@ -404,8 +404,11 @@ def test_the_shared_corpus_opening_gives_the_whole_sequences_loss_with_the_curre
     for _ in range(2):
         model.eval()  # no dropout: the two paths compare
         with torch.no_grad():
-            losses.append(task.loss([sequence])[0].item())
+            loss, tokens = task.loss([sequence])
+            losses.append(loss.item())
             assert losses[-1] == pytest.approx(task.loss([whole])[0].item(), abs=1e-4)
+            assert tokens == len(sequence.input_ids)  # the weights changed: the opening was prefilled anew
+            assert task.loss([sequence])[1] == len(sequence.input_ids) - sequence.shared  # kept: only its own tokens ran
         model.train()
         task.loss([sequence])[0].backward()
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
@@ -419,11 +422,14 @@ def test_a_preprompt_fine_tune_is_scored_with_the_whole_corpus_only_against_the_
     runs = train_per_fold(tmp_path_factory.mktemp("runs-pp"), "lora-pp", vellmar_index, config, objective="preprompt")
     assert json.loads((runs / "fold-0" / "lora-pp" / "run.json").read_text())["hyperparameters"]["objective"] == "preprompt"
     settings = EvalConfig(str(QA_FILE), str(tmp_path / "cv"), index=str(vellmar_index), retrievers=("none", "bm25", WHOLE_CORPUS),
-                          generators=("base", "lora-pp"), folds=FOLDS, limit=4, probe="", rag=config,
-                          preprompt_adapter=str(runs / "fold-{fold}" / "lora-pp"))
+                          generators=("base", "lora", "lora-pp"), folds=FOLDS, limit=4, probe="", rag=config,
+                          adapter=str(fold_adapters / "fold-{fold}" / "lora"), preprompt_adapter=str(runs / "fold-{fold}" / "lora-pp"))
     report = run_eval(settings, progress=False)
-    assert {s.combination for s in report.combinations} == {"none+base", "bm25+base", "corpus+base", "corpus+lora-pp"}
-    assert ("fine-tuning", "corpus+lora-pp", "corpus+base") in {(c.factor, c.a, c.b) for c in report.verdict.comparisons}
+    assert {s.combination for s in report.combinations} == {"none+base", "bm25+base", "corpus+base", "bm25+lora", "corpus+lora-pp"}
+    pairs = {(c.factor, c.a, c.b) for c in report.verdict.comparisons}
+    assert ("fine-tuning", "corpus+lora-pp", "corpus+base") in pairs
+    # The two arms, each trained for its own test: the corpus in the prompt against retrieval, both LoRA from one model.
+    assert ("corpus", "corpus+lora-pp", "bm25+lora") in pairs and ("corpus", "corpus+base", "bm25+base") in pairs
     refused = replace(settings, out=str(tmp_path / "refused"), preprompt_adapter=str(fold_adapters / "fold-{fold}" / "lora"))
     with pytest.raises(ValueError, match="trained with --objective supervised, not preprompt"):
         run_eval(refused, progress=False)
@@ -497,3 +503,13 @@ def test_the_lab_ranks_only_the_retrievers_it_does_not_generate_with():
     gpu = lab_eval_command("FOLDS=5", "LAB_ARMS=embedder lora lora-cb full-cb soft-prompt full scratch",
                            "LAB_RETRIEVERS=none,bm25,dense,dense-ft,hybrid,corpus")
     assert " --retrievers none,bm25,dense,dense-ft,hybrid,corpus " in gpu and "--ranking-only" not in gpu
+
+
+def test_the_lab_trains_the_preprompt_arm_for_the_corpus_prompt_and_scores_it_with_it():
+    arms = ("LAB_ARMS=embedder lora lora-cb full-cb lora-pp", "LAB_RETRIEVERS=none,bm25,corpus")
+    command = lab_commands(*arms)["runs/fold-1/lora-pp"]
+    assert " lora --objective preprompt --lr 2e-3 " in command and "--distractors-from" not in command  # its prompt has no distractors
+    assert "--qa corpora/vellmar-qa.jsonl --index indexes/vellmar --folds 3 --fold 1 " in command
+    evaluated = lab_eval_command(*arms)
+    assert "--generators base,fewshot,lora,lora-cb,full-cb,lora-pp " in evaluated
+    assert " --preprompt-adapter 'runs/fold-{fold}/lora-pp'" in evaluated and " --retrievers none,bm25,corpus " in evaluated

@@ -269,22 +269,34 @@ def _outcome(difference: Interval, adjusted_p_value: float) -> str:
     return "within noise of"
 
 
+def corpus_counterparts(generators: list[GeneratorSpec]) -> dict[str, list[str]]:
+    """Each generator trained with the whole corpus in its prompt -> those fine-tuned by the same method (LoRA, full)
+    from the same model to read retrieved passages: the arm it is compared with, each trained for its own test."""
+    for_retrieval = [g for g in generators if g.fine_tuned and g.only_with is None]
+    return {
+        g.name: [h.name for h in for_retrieval if (h.artifact.mode, h.baseline) == (g.artifact.mode, g.baseline)]
+        for g in generators if g.fine_tuned and g.only_with == WHOLE_CORPUS
+    }
+
+
 def one_factor_pairs(
     scores: list[CombinationScore], fine_tuned: dict[str, str], closed_book: frozenset[str] = frozenset(),
-    prompt_variants: dict[str, tuple[str, str]] | None = None,
+    prompt_variants: dict[str, tuple[str, str]] | None = None, corpus_counterparts: dict[str, list[str]] | None = None,
 ) -> list[tuple[str, str, str]]:
     """(factor, a, b): each retriever vs closed book per generator, then each fine-tuned generator vs base per retriever,
     then the fine-tuning methods against each other per retriever (each pair of generators fine-tuned from the same
     model for the same test: LoRA, soft prompt, full, from scratch), then retrieval with ``base`` vs each generator
     trained to answer closed book (the arms of "RAG or fine-tune?"),
-    then the whole corpus in the prompt vs each ranking retriever per generator (the preprompt arm), then each
-    untrained prompt variant vs ``base`` per retriever.
+    then the whole corpus in the prompt vs each ranking retriever per generator (the preprompt arm) and, for a
+    generator trained with the whole corpus in its prompt, vs each ranking retriever with its counterpart trained for
+    retrieval (each arm trained for its own test), then each untrained prompt variant vs ``base`` per retriever.
 
     ``fine_tuned`` maps each fine-tuned generator to its baseline, the ``base`` variant of the same model;
     ``closed_book`` names the generators trained with ``--objective closed-book``; ``prompt_variants`` maps each
     variant that changes only the prompt of the same weights to (its factor, its ``base``): ``fewshot`` is the
     "prompting" factor (prompt engineering against fine-tuning, the question of the user's document 001),
-    ``sentences`` the "context" factor.
+    ``sentences`` the "context" factor. ``corpus_counterparts`` maps each generator trained with
+    ``--objective preprompt`` to the generators fine-tuned by the same method from the same model for retrieval.
     """
     names = {s.combination for s in scores if s.f1}
     retrievers = list(dict.fromkeys(s.retriever for s in scores))
@@ -322,6 +334,13 @@ def one_factor_pairs(
         if r not in (CLOSED_BOOK, WHOLE_CORPUS) and {f"{WHOLE_CORPUS}+{g}", f"{r}+{g}"} <= names
     ]
     pairs += [
+        ("corpus", f"{WHOLE_CORPUS}+{g}", f"{r}+{h}")
+        for g, counterparts in (corpus_counterparts or {}).items()
+        for h in counterparts
+        for r in retrievers
+        if r not in (CLOSED_BOOK, WHOLE_CORPUS) and {f"{WHOLE_CORPUS}+{g}", f"{r}+{h}"} <= names
+    ]
+    pairs += [
         (factor, f"{r}+{g}", f"{r}+{base}")
         for g, (factor, base) in (prompt_variants or {}).items()
         for r in retrievers
@@ -354,7 +373,8 @@ FACTOR_LABELS = {
               "retriever: LoRA, soft prompt, full, from scratch)",
     "rag-vs-fine-tune": "Retrieval vs closed-book fine-tuning (each retriever with base against each generator trained "
                         "to answer closed book, tested closed book)",
-    "corpus": "Whole corpus in the prompt vs retrieval (the corpus arm against each retriever, within each generator)",
+    "corpus": "Whole corpus in the prompt vs retrieval (the corpus arm against each retriever, within each generator, "
+              "and a generator trained with the corpus in its prompt against its counterpart trained for retrieval)",
     "context": "Sentences vs whole passages (each sentence-context variant against base, within each retriever)",
     "prompting": "Few-shot vs zero-shot (each few-shot variant against base, within each retriever)",
 }
@@ -362,7 +382,7 @@ FACTOR_LABELS = {
 
 def verdict(
     scores: list[CombinationScore], f1: PerQuestion, fine_tuned: dict[str, str], resample: dict, closed_book: frozenset[str] = frozenset(),
-    prompt_variants: dict[str, tuple[str, str]] | None = None,
+    prompt_variants: dict[str, tuple[str, str]] | None = None, corpus_counterparts: dict[str, list[str]] | None = None,
 ) -> Verdict:
     """Best by mean F1, the cheapest within noise of it, and the one-factor comparisons (see the module docstring)."""
     scored = [s for s in scores if s.f1]
@@ -372,7 +392,7 @@ def verdict(
     against_best = compare([("best", best.combination, s.combination) for s in scored if s is not best], f1, resample)
     within = [best] + [s for s, c in zip((s for s in scored if s is not best), against_best) if c.adjusted_p_value >= ALPHA]
     cheapest = min(within, key=CombinationScore.cost)
-    comparisons = compare(one_factor_pairs(scored, fine_tuned, closed_book, prompt_variants), f1, resample)
+    comparisons = compare(one_factor_pairs(scored, fine_tuned, closed_book, prompt_variants, corpus_counterparts), f1, resample)
     summary = [
         f"Best quality: {best.combination}, F1 {best.f1.mean:.3f} (95% CI {best.f1.low:.3f}-{best.f1.high:.3f}).",
         f"Cheapest within noise of it: {cheapest.combination}, F1 {cheapest.f1.mean:.3f}, "
@@ -476,7 +496,7 @@ def build_report(
     f1 = _per_question_f1([p for p in predictions if p.suite == "qa"], key=lambda p: p.combination)
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
     answers_verdict = verdict(scores, f1, fine_tuned, resample, frozenset(g.name for g in generators if g.only_with == CLOSED_BOOK),
-                              {g.name: g.prompt_factor for g in generators if g.prompt_factor})
+                              {g.name: g.prompt_factor for g in generators if g.prompt_factor}, corpus_counterparts(generators))
     retrieval, retrieval_comparisons = score_retrieval(rankings or [], settings)
     retrieval_lines = [f"{c.factor.capitalize()} (MRR@{settings.k}): {_comparison_line(c, 'MRR')}." for c in retrieval_comparisons]
     return Report(
@@ -517,6 +537,7 @@ class Column:
     better: str | None  # "max" | "min" | None (not marked)
     text: Callable[[CombinationScore], str]
     optional: bool = False  # left out of the table when no row has a value (a GPU's memory, on a CPU)
+    legend: str = ""  # added to the table's legend where an optional column is shown
 
 
 def _numeric(header: str, value: Callable[[CombinationScore], float | None], better: str | None, digits: int) -> Column:
@@ -540,7 +561,8 @@ def _columns(k: int) -> list[Column]:
         _numeric("p95 s", lambda s: s.latency_p95_s, "min", 2),
         _numeric("q/s", lambda s: s.questions_per_s, "max", 2),
         _numeric("Peak MB", lambda s: s.peak_rss_mb, None, 0),  # a high-water mark: not comparable across rows
-        dataclasses.replace(_numeric("GPU peak MB", lambda s: s.peak_gpu_mb, "min", 0), optional=True),  # reset per row
+        dataclasses.replace(_numeric("GPU peak MB", lambda s: s.peak_gpu_mb, "min", 0), optional=True,  # reset per row
+                            legend="; \"GPU peak MB\" is the GPU allocator's peak while that row answered, models included"),
         _numeric("Train s", lambda s: s.train_seconds, "min", 0),
         _numeric("Trainable", lambda s: s.trainable_params, "min", 0),
         _numeric("Artifact MB", lambda s: s.artifact_bytes / 1e6, "min", 1),
@@ -550,8 +572,12 @@ def _columns(k: int) -> list[Column]:
     ]
 
 
-def _table(scores: list[CombinationScore], k: int) -> list[str]:
-    columns = [c for c in _columns(k) if not c.optional or any(c.value(s) is not None for s in scores)]
+def _shown_columns(scores: list[CombinationScore], k: int) -> list[Column]:
+    """The table's columns: an optional one only where a row has a value."""
+    return [c for c in _columns(k) if not c.optional or any(c.value(s) is not None for s in scores)]
+
+
+def _table(scores: list[CombinationScore], columns: list[Column]) -> list[str]:
     lines = ["| Combination | " + " | ".join(c.header for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     best = {}
     for column in columns:
@@ -607,6 +633,7 @@ def _retrieval_section(report: Report) -> list[str]:
 
 def render_markdown(report: Report) -> str:
     settings = report.settings
+    columns = _shown_columns(report.combinations, settings.k)
     lines = [
         "# RAG or fine-tune? Evaluation report",
         "",
@@ -624,7 +651,7 @@ def render_markdown(report: Report) -> str:
         "",
         "## Results",
         "",
-        *_table(report.combinations, settings.k),
+        *_table(report.combinations, columns),
         "",
         f"Best figure per column in bold. EM and F1 (SQuAD normalization) over the questions with a gold answer, "
         f"with {settings.bootstrap_resamples}-resample 95% bootstrap intervals; retrieval metrics against the gold chunks; "
@@ -635,8 +662,7 @@ def render_markdown(report: Report) -> str:
         "the share of unanswerable questions answered \"I don't know\" (higher is better), \"Abstain (ans.)\" the share "
         "of answerable ones wrongly declined (lower is better); latency is per question (batched generation time shared "
         "over the batch, plus retrieval and prompt building); peak memory is the process high-water mark"
-        + ("; \"GPU peak MB\" is the GPU allocator's peak while that row answered, models included"
-           if any(s.peak_gpu_mb is not None for s in report.combinations) else "")
+        + "".join(c.legend for c in columns)
         + "; the model columns give the generator model's parameters, its load time from the cached float weights and "
         "its greedy decoding speed after a one-token prompt (measured when this run or an earlier one into this folder loaded it).",
     ]

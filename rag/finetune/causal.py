@@ -266,18 +266,20 @@ class SharedPrefix:
         self.key: tuple | None = None
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def cache(self, ids: list[int], batch: int):
-        """A cache of ``ids``' keys and values for ``batch`` rows, recomputed only when ``ids`` or the weights changed."""
+    def cache(self, ids: list[int], batch: int) -> tuple[object, int]:
+        """A cache of ``ids``' keys and values for ``batch`` rows, recomputed only when ``ids`` or the weights changed,
+        and the tokens this call ran to make it (``len(ids)``, or 0 when it was kept)."""
         # An optimizer step or a checkpoint load writes the trained parameters in place, which bumps their versions.
         key = (tuple(ids), tuple(p._version for p in self.trained))
+        computed = 0
         if key != self.key:
             training = self.model.training
             self.model.eval()
             with torch.no_grad():
                 self.layers = prefix_layers(self.model, ids)
             self.model.train(training)
-            self.key = key
-        return cache_of(self.layers, batch, self.model)
+            self.key, computed = key, len(ids)
+        return cache_of(self.layers, batch, self.model), computed
 
 
 def causal_task(model, tokenizer, sequences: tuple[list[Sequence], list[Sequence]], save, merge=None) -> Task:
@@ -293,7 +295,7 @@ def causal_task(model, tokenizer, sequences: tuple[list[Sequence], list[Sequence
     On a GPU the padded batch is the fast path.
 
     The opening the batch's sequences share (:attr:`Sequence.shared`) comes from a :class:`SharedPrefix`; the input
-    tokens counted are each sequence's own.
+    tokens counted are those run: each sequence's own, and the opening's where it was prefilled.
     """
     device = next(model.parameters()).device
     prefix = SharedPrefix(model)
@@ -303,11 +305,12 @@ def causal_task(model, tokenizer, sequences: tuple[list[Sequence], list[Sequence
         labels = inputs.pop("labels")
         tail = scored_tail(labels)
         shared = len(common_prefix([sequence.input_ids[: sequence.shared] for sequence in batch]))
+        prefilled = 0
         if shared:  # the attention mask still spans the opening, which the rows attend to in the cache
-            inputs["past_key_values"] = prefix.cache(batch[0].input_ids[:shared], len(batch))
+            inputs["past_key_values"], prefilled = prefix.cache(batch[0].input_ids[:shared], len(batch))
             inputs["input_ids"] = inputs["input_ids"][:, shared:]
         logits = model(**inputs, logits_to_keep=tail).logits
-        return next_token_loss(logits, labels[:, -tail:]), int(inputs["attention_mask"][:, shared:].sum())
+        return next_token_loss(logits, labels[:, -tail:]), prefilled + int(inputs["attention_mask"][:, shared:].sum())
 
     def one_by_one(batch: list[Sequence]) -> list[tuple[list[Sequence], float]]:
         weights = [scored_tokens(sequence) for sequence in batch]
