@@ -58,12 +58,20 @@ def prefix_layers(model, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tenso
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-def cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]], batch: int, model):
-    """A fresh cache holding :func:`prefix_layers`' ``layers`` for ``batch`` rows; the kept tensors are never written
-    (a DynamicCache appends with torch.cat, which makes new tensors), so no copy is needed."""
+def cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]], batch: int, model, length: int):
+    """A fresh cache holding :func:`prefix_layers`' ``layers`` of ``length`` positions for ``batch`` rows; the kept
+    tensors are never written (a DynamicCache appends with torch.cat, which makes new tensors), so no copy is needed.
+
+    A sliding-window layer (Gemma 3's local attention) holds only the last keys of its window. Left-padded back to
+    ``length``, the cache counts every position of the prefix (which the next tokens' positions and masks follow)
+    and keeps the same last keys; filled with the window alone it would place the next token at the window's length.
+    """
     from transformers import DynamicCache
 
-    return DynamicCache([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in layers], config=model.config)
+    def rows(tensor: torch.Tensor) -> torch.Tensor:  # (1, heads, n <= length, head_dim) -> (batch, heads, length, head_dim)
+        return F.pad(tensor, (0, 0, length - tensor.shape[2], 0)).expand(batch, -1, -1, -1)
+
+    return DynamicCache([(rows(k), rows(v)) for k, v in layers], config=model.config)
 
 
 class Generator:
@@ -159,11 +167,15 @@ class Generator:
         self._prefix, self._prefix_layers = ids, prefix_layers(self.model, ids)
 
     def _crop_prefix(self, length: int) -> None:
+        if length < len(self._prefix) and any(keys.shape[2] < len(self._prefix) for keys, _ in self._prefix_layers):
+            # A sliding-window layer kept only the last keys of the longer prefix: the shorter one's are computed anew.
+            self._store_prefix(self._prefix[:length])
+            return
         self._prefix = self._prefix[:length]
         self._prefix_layers = [(keys[:, :, :length], values[:, :, :length]) for keys, values in self._prefix_layers]
 
     def _prefix_cache(self, batch: int):
-        return cache_of(self._prefix_layers, batch, self.model)
+        return cache_of(self._prefix_layers, batch, self.model, len(self._prefix))
 
     def _prefilled_cache(self, rows: list[list[int]], reused: int):
         """Each prompt but its last token run alone, the key/value caches left-padded into one batch.

@@ -7,6 +7,7 @@ import pytest
 from rag import Config, Index, Retriever, ingest
 from rag.eval.metrics import abstained, exact_match, groundedness, token_f1
 from rag.index import IndexStoreError
+from rag.generate import common_prefix
 from rag.language import bm25_tokens, detect_language, resolve_language
 from rag.prompt import ENGLISH_PROMPT, FRENCH_PROMPT, build_messages
 from rag.qa import matched_answers, normalize_answer
@@ -218,6 +219,28 @@ def test_gemma_answers_a_french_prompt_in_plain_text(gemma):
     generation = gemma.generate([prompt.input_ids])[0]
     assert generation.text and "\n\n" not in generation.text  # the blank line ends a base model's answer
     assert 0 < generation.new_tokens <= 12
+
+
+def test_gemma_reusing_a_prefix_longer_than_its_sliding_window_answers_as_a_full_prefill(vellmar_index):
+    """Gemma 3's local-attention layers keep only the last keys of their 512-token window: a kept prefix longer than
+    that must still place the next tokens after the whole prefix, and a shorter prefix cannot be cut out of it."""
+    from rag import Generator, Pipeline
+    from rag.config import WHOLE_CORPUS
+
+    config = Config(generator=GEMMA, generator_precision="fp32", retriever=WHOLE_CORPUS, max_new_tokens=8, min_prefix_share=0)
+    questions = ["How long is the MV Sula Wren?", "Who founded the seed library?"]
+    pipeline = Pipeline(vellmar_index, config.override({"corpus_context_tokens": 1400}))
+    longer = [p.input_ids for p in pipeline.prompts(questions, pipeline.retrieve(questions))]
+    pipeline = Pipeline(vellmar_index, config.override({"corpus_context_tokens": 1000}))
+    shorter = [p.input_ids for p in pipeline.prompts(questions, pipeline.retrieve(questions))]
+    generator = Generator.load(config)
+    window = generator.model.config.sliding_window
+    full = Generator(generator.model, generator.tokenizer, config.override({"min_prefix_tokens": 0}))
+    expected = [[g.text for g in full.generate(prompts)] for prompts in (longer, shorter)]
+    assert generator.generate(longer) and generator.kept_prefix_tokens > 2 * window
+    assert [g.text for g in generator.generate([longer[1]])] == expected[0][1:]  # the kept prefix, alone
+    assert [g.text for g in generator.generate(shorter)] == expected[1]  # a shorter prefix than the kept one
+    assert window < generator.kept_prefix_tokens < len(common_prefix(longer))
 
 
 def test_lora_targets_are_found_in_each_architecture(gemma, generator):

@@ -279,7 +279,7 @@ class SharedPrefix:
                 self.layers = prefix_layers(self.model, ids)
             self.model.train(training)
             self.key, computed = key, len(ids)
-        return cache_of(self.layers, batch, self.model), computed
+        return cache_of(self.layers, batch, self.model, len(ids)), computed
 
 
 def causal_task(model, tokenizer, sequences: tuple[list[Sequence], list[Sequence]], save, merge=None) -> Task:
