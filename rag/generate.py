@@ -69,7 +69,9 @@ def cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]], batch: int, model,
     from transformers import DynamicCache
 
     def rows(tensor: torch.Tensor) -> torch.Tensor:  # (1, heads, n <= length, head_dim) -> (batch, heads, length, head_dim)
-        return F.pad(tensor, (0, 0, length - tensor.shape[2], 0)).expand(batch, -1, -1, -1)
+        if tensor.shape[2] < length:  # only a sliding window's: padding copies, and the other layers are used as they are
+            tensor = F.pad(tensor, (0, 0, length - tensor.shape[2], 0))
+        return tensor.expand(batch, -1, -1, -1)
 
     return DynamicCache([(rows(k), rows(v)) for k, v in layers], config=model.config)
 

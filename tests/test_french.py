@@ -237,7 +237,7 @@ def test_gemma_reusing_a_prefix_longer_than_its_sliding_window_answers_as_a_full
     window = generator.model.config.sliding_window
     full = Generator(generator.model, generator.tokenizer, config.override({"min_prefix_tokens": 0}))
     expected = [[g.text for g in full.generate(prompts)] for prompts in (longer, shorter)]
-    assert generator.generate(longer) and generator.kept_prefix_tokens > 2 * window
+    assert [g.text for g in generator.generate(longer)] == expected[0] and generator.kept_prefix_tokens > 2 * window
     assert [g.text for g in generator.generate([longer[1]])] == expected[0][1:]  # the kept prefix, alone
     assert [g.text for g in generator.generate(shorter)] == expected[1]  # a shorter prefix than the kept one
     assert window < generator.kept_prefix_tokens < len(common_prefix(longer))

@@ -269,7 +269,7 @@ def _outcome(difference: Interval, adjusted_p_value: float) -> str:
     return "within noise of"
 
 
-def corpus_counterparts(generators: list[GeneratorSpec]) -> dict[str, list[str]]:
+def retrieval_counterparts(generators: list[GeneratorSpec]) -> dict[str, list[str]]:
     """Each generator trained with the whole corpus in its prompt -> those fine-tuned by the same method (LoRA, full)
     from the same model to read retrieved passages: the arm it is compared with, each trained for its own test."""
     for_retrieval = [g for g in generators if g.fine_tuned and g.only_with is None]
@@ -496,7 +496,7 @@ def build_report(
     f1 = _per_question_f1([p for p in predictions if p.suite == "qa"], key=lambda p: p.combination)
     resample = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
     answers_verdict = verdict(scores, f1, fine_tuned, resample, frozenset(g.name for g in generators if g.only_with == CLOSED_BOOK),
-                              {g.name: g.prompt_factor for g in generators if g.prompt_factor}, corpus_counterparts(generators))
+                              {g.name: g.prompt_factor for g in generators if g.prompt_factor}, retrieval_counterparts(generators))
     retrieval, retrieval_comparisons = score_retrieval(rankings or [], settings)
     retrieval_lines = [f"{c.factor.capitalize()} (MRR@{settings.k}): {_comparison_line(c, 'MRR')}." for c in retrieval_comparisons]
     return Report(
