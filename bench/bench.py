@@ -23,7 +23,8 @@ Sections, in order (each prints its figures as soon as it ends; bench/README.md 
    path (batched, configured precision, prefix reuse; whole passages or sentences) against the
    naive loop (one at a time, fp32), in questions/s and F1 (goal: >= 3x);
 7. training: a LoRA step (forward and backward, as ``rag.finetune`` runs it) on the lab's supervised prompts
-   in fp32 and in bf16 (``--precision``), seconds a step, tokens/s and the validation loss of each;
+   in fp32 and in bf16 (``--precision``), and in bf16 with the other LoRA dropout (``--lora-dropout``: drawing
+   its masks is a large share of a CPU step), seconds a step, tokens/s and the validation loss of each;
 8. peak resident memory after every section.
 """
 
@@ -170,13 +171,14 @@ class EvalPathRow:
 @dataclass(frozen=True)
 class TrainingRow:
     precision: str  # rag.finetune --precision: the dtype the loss is computed in
+    lora_dropout: float  # rag.finetune --lora-dropout
     steps: int
     batch_size: int
     mean_sequence_tokens: int
     step_s: float  # median of the timed steps: forward and backward of a batch, one sequence at a time as on a CPU
     tokens_per_s: float
-    speedup: float  # fp32's step_s over this one's
-    val_loss: float  # on the same validation sequences in each precision: how much bf16 moves the loss
+    speedup: float  # the first row's step_s over this one's
+    val_loss: float  # on the same validation sequences in each row, untrained: how much bf16 moves the loss
 
 
 @dataclass(frozen=True)
@@ -467,20 +469,28 @@ def bench_eval_path(
     return rows
 
 
+def training_arms(default_dropout: float) -> list[tuple[str, float]]:
+    """(precision, LoRA dropout) pairs timed: fp32 and bf16 at the default dropout, then bf16 at the other value."""
+    other = 0.05 if default_dropout == 0 else 0.0
+    return [("fp32", default_dropout), ("bf16", default_dropout), ("bf16", other)]
+
+
 def bench_training(index_dir: Path, questions: str, config: Config, steps: int, batch_size: int) -> list[TrainingRow]:
-    """LoRA steps on the lab's supervised prompts (rag.finetune.lora.build, the trainer's batch_loss) in fp32 and bf16."""
+    """LoRA steps on the lab's supervised prompts (rag.finetune.lora.build, the trainer's batch_loss) in fp32 and
+    bf16, and with the other LoRA dropout."""
     from rag.finetune import FinetuneConfig, lora
     from rag.finetune.data import load_data
     from rag.finetune.trainer import batch_loss, training_dtype, validation_loss
 
     rows: list[TrainingRow] = []
-    for precision in ("fp32", "bf16"):
+    for precision, dropout in training_arms(FinetuneConfig("lora", "unused").lora_dropout):
         settings = FinetuneConfig("lora", "unused", qa=questions, index=str(index_dir), batch_size=batch_size,
-                                  precision=precision).resolved()
+                                  precision=precision, lora_dropout=dropout).resolved()
         task = lora.build(settings, config, load_data(settings, config))
         dtype = training_dtype(settings, resolve_device(config.device))
         batches = [task.train[start : start + batch_size] for start in range(0, (steps + 1) * batch_size, batch_size)]
         seconds, tokens = [], 0
+        task.model.train()  # as the trainer does: dropout draws its masks (built in eval mode, the steps skipped it)
         for batch in batches:  # the first is a warm-up: its allocations are not timed
             (_, batch_tokens), took = timed(batch_loss, task, batch, True, dtype)
             task.model.zero_grad(set_to_none=True)
@@ -490,8 +500,8 @@ def bench_training(index_dir: Path, questions: str, config: Config, steps: int, 
         val_loss = validation_loss(dataclasses.replace(task, val=task.val[:batch_size]), batch_size, dtype)
         step_s = statistics.median(seconds)
         rows.append(TrainingRow(
-            precision, steps, batch_size, tokens // (steps * batch_size), round(step_s, 2), round(tokens / sum(seconds), 1),
-            round(rows[0].step_s / step_s if rows else 1.0, 2), round(val_loss, 4),
+            precision, dropout, steps, batch_size, tokens // (steps * batch_size), round(step_s, 2),
+            round(tokens / sum(seconds), 1), round(rows[0].step_s / step_s if rows else 1.0, 2), round(val_loss, 4),
         ))
         del task
     return rows
@@ -682,7 +692,8 @@ def main() -> int:
             ingest([Path(args.corpus)], work / "training-index", config, embedder=embedder)
             rows = bench_training(work / "training-index", args.questions, config, args.train_steps, args.train_batch)
             report["training"] = [with_units(row) for row in rows]
-            show_table("training: a LoRA step on the lab's supervised prompts, loss in fp32 or under bf16 autocast (--precision)", rows)
+            show_table("training: a LoRA step on the lab's supervised prompts, loss in fp32 or under bf16 autocast (--precision), "
+                       "and with the other --lora-dropout", rows)
             memories.append(memory("training"))
 
     report["machine"]["loadavg_end"] = os.getloadavg()  # other processes on the CPU make figures noisy

@@ -36,10 +36,13 @@ def test_every_section_writes_its_figures_with_units(tmp_path):
     corpus = next(row for row in figures["prefix_reuse"] if row["prompts"]["value"] == "corpus")
     assert corpus["shared_prefix_tokens"]["value"] > 0.9 * corpus["mean_prompt_tokens"]["value"]  # all but the question is kept
     assert any(name.startswith("eval path >= 3x") for name in figures["goals"]) and len(figures["goals"]) == 4
-    training = {row["precision"]["value"]: row for row in figures["training"]}
-    assert training.keys() == {"fp32", "bf16"}
-    step_s = {precision: row["step_s"]["value"] for precision, row in training.items()}
-    assert training["bf16"]["speedup"]["value"] == pytest.approx(step_s["fp32"] / step_s["bf16"], abs=0.02)  # fp32 is the reference
+    training = {(row["precision"]["value"], row["lora_dropout"]["value"]): row for row in figures["training"]}
+    assert training.keys() == {("fp32", 0.0), ("bf16", 0.0), ("bf16", 0.05)}  # the default dropout, then the other one
+    step_s = {arm: row["step_s"]["value"] for arm, row in training.items()}
+    for arm in (("bf16", 0.0), ("bf16", 0.05)):  # fp32 is the reference
+        assert training[arm]["speedup"]["value"] == pytest.approx(step_s["fp32", 0.0] / step_s[arm], abs=0.02)
     assert all(row["step_s"]["unit"] == "s" and row["tokens_per_s"]["value"] > 0 for row in training.values())
-    # bf16 autocast computes the same loss to within rounding, on the same validation prompt
-    assert abs(training["bf16"]["val_loss"]["value"] - training["fp32"]["val_loss"]["value"]) < 0.1 * training["fp32"]["val_loss"]["value"]
+    # bf16 autocast computes the same loss to within rounding, on the same validation prompt; dropout is off in validation
+    val_loss = {arm: row["val_loss"]["value"] for arm, row in training.items()}
+    assert abs(val_loss["bf16", 0.0] - val_loss["fp32", 0.0]) < 0.1 * val_loss["fp32", 0.0]
+    assert val_loss["bf16", 0.05] == pytest.approx(val_loss["bf16", 0.0], abs=1e-4)

@@ -19,7 +19,10 @@ import torch
 
 from rag.config import Config
 from rag.finetune import MODES, FinetuneConfig, finetune
+from rag.finetune import full
 from rag.finetune.__main__ import main
+from rag.finetune.data import load_data
+from rag.finetune.trainer import batch_loss
 from rag.index import Index
 from rag.embed import embed_texts, load_embedder
 from rag.ingest import ingest
@@ -136,6 +139,26 @@ def test_full_on_vellmar_writes_a_loadable_model(index_dir, tmp_path, base_logit
     assert record["trainable_params"] == record["total_params"]
     tuned = last_logits(*load_generator(FP32.override({"generator": str(out)})))  # rag ask --generator DIR
     assert not torch.allclose(tuned, base_logits, atol=1e-5)
+
+
+def test_full_recomputes_activations_only_where_batches_run_padded_and_the_gradient_is_the_same(index_dir):
+    # On a CPU each sequence runs alone (Task.parts): "auto" keeps its activations, "on" recomputes them in the backward.
+    layer_runs, gradients = {}, {}
+    for setting in ("auto", "on"):
+        settings = FinetuneConfig("full", "unused", qa=str(VELLMAR_QA), index=str(index_dir), limit=2, passages=1,
+                                  gradient_checkpointing=setting).resolved()
+        task = full.build(settings, FP32, load_data(settings, FP32))
+        first_layer = task.model.model.layers[0]
+        runs = []
+        first_layer.mlp.register_forward_pre_hook(lambda *_: runs.append(1))  # recomputing stops within the block: no post hook
+        task.model.train()
+        batch_loss(task, task.train[:1], backward=True)
+        layer_runs[setting] = len(runs)
+        gradients[setting] = first_layer.self_attn.q_proj.weight.grad
+    assert layer_runs == {"auto": 2 if torch.cuda.is_available() else 1, "on": 2}
+    assert torch.allclose(gradients["auto"], gradients["on"], atol=1e-6)
+    with pytest.raises(ValueError, match="gradient-checkpointing"):
+        FinetuneConfig("full", "unused", gradient_checkpointing="yes").resolved()
 
 
 def test_lora_unsupervised_trains_on_the_index_text(index_dir, tmp_path, base_logits):

@@ -25,7 +25,7 @@ import argparse
 
 from rag.cli_common import add_config_flags, config_from_args, given, run_cli
 from rag.cli_common import option as config_option
-from rag.finetune.config import DISTRACTOR_SOURCES, MODE_DEFAULTS, OBJECTIVES, FinetuneConfig
+from rag.finetune.config import DISTRACTOR_SOURCES, GRADIENT_CHECKPOINTING, MODE_DEFAULTS, OBJECTIVES, FinetuneConfig
 from rag.finetune.run import finetune
 from rag.qa import SPLIT_UNITS
 
@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(training, "--validate-every", "steps between validations besides each epoch end; the lowest validation loss is kept", type=int)
     option(training, "--precision", "fp32 (default), bf16 (autocast; frozen weights in bf16), or auto: bf16 where the device computes it natively",
            choices=("auto", "bf16", "fp32"))
+    option(training, "--gradient-checkpointing", "full: recompute activations in the backward pass (less memory, slower); "
+           "auto: on where batches run padded (GPU), off where each sequence runs alone (CPU)", choices=GRADIENT_CHECKPOINTING)
     option(training, "--resume", "continue from the last checkpoint in DIR/checkpoints", action="store_true")
     modes = parser.add_argument_group("mode options")
     option(modes, "--hard-negatives", "embeddings: mine one hard negative per pair", action="store_true")

@@ -1,10 +1,12 @@
 """Full mode: train every weight of the 135M generator.
 
 The reference point for LoRA and prompt tuning: all 135M parameters move, so
-the learning rate is 10x lower than LoRA's (2e-5) and activations are
-recomputed in the backward pass (gradient checkpointing) to trade about a
-third more compute for far less memory. The artifact is a whole model folder
-with its tokenizer (about 540 MB in float32): ``rag ask --generator DIR``.
+the learning rate is 10x lower than LoRA's (2e-5). Where a batch runs padded in
+one pass (a GPU), activations are recomputed in the backward pass (gradient
+checkpointing, ``--gradient-checkpointing``) to trade about a quarter more
+compute for far less memory; on a CPU each sequence runs alone and its
+activations fit. The artifact is a whole model folder with its tokenizer (about
+540 MB in float32): ``rag ask --generator DIR``.
 
     >>> task = build(FinetuneConfig("full", "runs/full", qa="q.jsonl").resolved(), Config(), data)  # doctest: +SKIP
 """
@@ -24,12 +26,14 @@ from rag.models import load_generator
 def build(settings: FinetuneConfig, config: Config, data: Data) -> Task:
     model, tokenizer = load_generator(config, for_training=True)
     sequences = generator_sequences(settings, config, data, model, tokenizer)
-    # use_reentrant=False: the recommended variant, and it works with frozen inputs (embeddings in eval).
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False  # a KV cache is useless in training and conflicts with checkpointing
 
     def save(folder: Path) -> None:
         model.config.use_cache = True  # the saved model generates with a cache again
         save_with_tokenizer(model, tokenizer, folder)
 
-    return causal_task(model, tokenizer, sequences, save=save)
+    task = causal_task(model, tokenizer, sequences, save=save)
+    if settings.gradient_checkpointing == "on" or (settings.gradient_checkpointing == "auto" and task.parts is None):
+        # use_reentrant=False: the recommended variant, and it works with frozen inputs (embeddings in eval).
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return task
