@@ -27,6 +27,7 @@ from rag.eval.metrics import abstained
 from rag.eval.predictions import PredictionLog
 from rag.finetune import FinetuneConfig, finetune
 from rag.finetune.causal import DOCUMENTS, IGNORE, QUESTIONS, generator_sequences, phased_batches
+from rag.finetune.full import build as full_build
 from rag.finetune.lora import build as lora_build
 from rag.generate import common_prefix
 from rag.finetune.cloze import BLANK, blanks, cloze_questions, sentences
@@ -389,12 +390,14 @@ def test_the_preprompt_objective_trains_on_the_eval_corpus_prompt_with_the_answe
             replace(settings, **wrong).resolved()
 
 
-def test_the_shared_corpus_opening_gives_the_whole_sequences_loss_with_the_current_weights(vellmar_index):
+@pytest.mark.parametrize("mode, build", [("lora", lora_build), ("full", full_build)])
+def test_the_shared_corpus_opening_gives_the_whole_sequences_loss_with_the_current_weights(vellmar_index, mode, build):
     """The loss over a cached opening is the loss of the whole sequence, before and after an optimizer step (a cache
-    kept across a weight update would give the old weights' loss); the trained weights get a gradient."""
-    settings = FinetuneConfig("lora", "unused", qa=str(QA_FILE), index=str(vellmar_index), objective="preprompt", limit=4).resolved()
+    kept across a weight update would give the old weights' loss); the trained weights get a gradient. The same for
+    full fine-tuning (every weight trained: all of them are watched for a change)."""
+    settings = FinetuneConfig(mode, "unused", qa=str(QA_FILE), index=str(vellmar_index), objective="preprompt", limit=4).resolved()
     config = Config().override(CORPUS_BUDGET)
-    task = lora_build(settings, config, load_data(settings, config))
+    task = build(settings, config, load_data(settings, config))
     model = task.model.float()  # fp32: the two paths agree to rounding
     sequence = task.train[0]
     assert sequence.shared > 0

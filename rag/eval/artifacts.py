@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.eval.config import ARTIFACT_FIELDS, MODEL_ARTIFACT_FIELDS, EvalConfig
-from rag.finetune.config import CLOSED_BOOK_OBJECTIVE, PREPROMPT_OBJECTIVE  # what the --closed-book-* and --preprompt-* flags take
+from rag.finetune.config import CLOSED_BOOK_OBJECTIVE, MODE_DEFAULTS, PREPROMPT_OBJECTIVE
 from rag.models import ModelSource
 from rag.runtime import folder_bytes
 
@@ -46,29 +46,37 @@ def artifact_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-# flag -> (file that marks a valid folder, PEFT type it must hold or None, command that makes one)
+@dataclass(frozen=True)
+class ArtifactKind:
+    """What a flag's folder must be: its marker file, its PEFT type, and the rag.finetune run that makes one."""
+
+    marker: str  # the file every folder of this kind holds
+    peft_type: str | None  # the PEFT type an adapter folder must declare; None for a model folder
+    mode: str  # the rag.finetune mode that makes it
+    objective: str | None = None  # the objective it must have been trained with, for the one way it is scored
+
+    @property
+    def command(self) -> str:
+        named = self.objective and self.objective != MODE_DEFAULTS[self.mode].objective
+        return f"python -m rag.finetune {self.mode}" + (f" --objective {self.objective}" if named else "")
+
+
 ARTIFACT_KINDS = {
-    "--embedder": ("config.json", None, "python -m rag.finetune embeddings"),
-    "--adapter": ("adapter_config.json", "LORA", "python -m rag.finetune lora"),
-    "--soft-prompt": ("adapter_config.json", "PROMPT_TUNING", "python -m rag.finetune prompt-tuning"),
-    "--generator": ("config.json", None, "python -m rag.finetune full"),
-    "--closed-book-adapter": ("adapter_config.json", "LORA", "python -m rag.finetune lora --objective closed-book"),
-    "--closed-book-generator": ("config.json", None, "python -m rag.finetune full --objective closed-book"),
-    "--scratch-generator": ("config.json", None, "python -m rag.finetune scratch"),
-    "--preprompt-adapter": ("adapter_config.json", "LORA", "python -m rag.finetune lora --objective preprompt"),
-}
-# flag -> the objective its folders must have been trained with, for the one way they are scored
-TRAINED_OBJECTIVES = {
-    "--closed-book-adapter": CLOSED_BOOK_OBJECTIVE,
-    "--closed-book-generator": CLOSED_BOOK_OBJECTIVE,
-    "--scratch-generator": CLOSED_BOOK_OBJECTIVE,
-    "--preprompt-adapter": PREPROMPT_OBJECTIVE,
+    "--embedder": ArtifactKind("config.json", None, "embeddings"),
+    "--adapter": ArtifactKind("adapter_config.json", "LORA", "lora"),
+    "--soft-prompt": ArtifactKind("adapter_config.json", "PROMPT_TUNING", "prompt-tuning"),
+    "--generator": ArtifactKind("config.json", None, "full"),
+    "--closed-book-adapter": ArtifactKind("adapter_config.json", "LORA", "lora", CLOSED_BOOK_OBJECTIVE),
+    "--closed-book-generator": ArtifactKind("config.json", None, "full", CLOSED_BOOK_OBJECTIVE),
+    "--scratch-generator": ArtifactKind("config.json", None, "scratch", CLOSED_BOOK_OBJECTIVE),
+    "--preprompt-adapter": ArtifactKind("adapter_config.json", "LORA", "lora", PREPROMPT_OBJECTIVE),
 }
 
 
 def load_artifact(flag: str, path: str) -> Artifact:
     """Check that ``path`` is the kind of folder ``flag`` takes; the error names both."""
-    marker, peft_type, command = ARTIFACT_KINDS[flag]
+    kind = ARTIFACT_KINDS[flag]
+    marker, peft_type, command = kind.marker, kind.peft_type, kind.command
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"{flag} {path}: no such folder; make one with `{command}`")
@@ -89,7 +97,7 @@ def load_artifact(flag: str, path: str) -> Artifact:
     else:  # no record: the weights themselves tell a retrained folder apart
         fingerprint = ModelSource(path, folder).fingerprint()
     hyperparameters = run.get("hyperparameters") or {}
-    expected = TRAINED_OBJECTIVES.get(flag)
+    expected = kind.objective
     if expected and hyperparameters.get("objective", expected) != expected:
         raise ValueError(f"{flag} {path}: trained with --objective {hyperparameters['objective']}, not {expected} (how it is scored); "
                          f"make one with `{command}`")
@@ -160,5 +168,5 @@ class Artifacts:
         artifact = getattr(self, name)
         if artifact is None:
             flag = artifact_flag(name)
-            raise Unavailable(f"{variant} needs {flag} DIR (made by `{ARTIFACT_KINDS[flag][2]}`)")
+            raise Unavailable(f"{variant} needs {flag} DIR (made by `{ARTIFACT_KINDS[flag].command}`)")
         return artifact
