@@ -157,6 +157,14 @@ def test_full_recomputes_activations_only_where_batches_run_padded_and_the_gradi
         gradients[setting] = first_layer.self_attn.q_proj.weight.grad
     assert layer_runs == {"auto": 2 if torch.cuda.is_available() else 1, "on": 2}
     assert torch.allclose(gradients["auto"], gradients["on"], atol=1e-6)
+    # Where a batch runs padded (a GPU) "auto" recomputes, but not over the corpus the preprompt objective prefills
+    # into a cache, which a checkpointed layer drops: "on" is refused there.
+    padded = dataclasses.replace(task, parts=None)
+    automatic = dataclasses.replace(settings, gradient_checkpointing="auto")
+    assert full.recomputes_activations(automatic, padded)
+    assert not full.recomputes_activations(dataclasses.replace(automatic, objective="preprompt"), padded)
+    with pytest.raises(ValueError, match="gradient-checkpointing on recomputes each layer without the cache"):
+        dataclasses.replace(settings, objective="preprompt").resolved()
     with pytest.raises(ValueError, match="gradient-checkpointing"):
         FinetuneConfig("full", "unused", gradient_checkpointing="yes").resolved()
 

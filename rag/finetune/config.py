@@ -172,6 +172,9 @@ class FinetuneConfig:
         if objective == PREPROMPT_OBJECTIVE and self.mode not in ("lora", "full"):
             # A soft prompt's virtual tokens (and a scratch model's short window) come before the corpus it would reuse.
             raise ValueError(f"the {PREPROMPT_OBJECTIVE} objective trains lora or full, not {self.mode}")
+        if objective == PREPROMPT_OBJECTIVE and self.gradient_checkpointing == "on":
+            raise ValueError(f"--gradient-checkpointing on recomputes each layer without the cache the {PREPROMPT_OBJECTIVE} "
+                             "objective prefills the corpus into: use auto or off")
         if objective == PREPROMPT_OBJECTIVE and not (self.qa and self.index):
             raise ValueError(f"the {PREPROMPT_OBJECTIVE} objective puts the whole corpus of an index before each question of a "
                              "QA set: give --qa FILE and --index INDEX_DIR")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rag.config import Config
 from rag.finetune.causal import causal_task, generator_sequences, save_with_tokenizer
-from rag.finetune.config import FinetuneConfig
+from rag.finetune.config import PREPROMPT_OBJECTIVE, FinetuneConfig
 from rag.finetune.data import Data
 from rag.finetune.trainer import Task
 from rag.models import load_generator
@@ -33,7 +33,17 @@ def build(settings: FinetuneConfig, config: Config, data: Data) -> Task:
         save_with_tokenizer(model, tokenizer, folder)
 
     task = causal_task(model, tokenizer, sequences, save=save)
-    if settings.gradient_checkpointing == "on" or (settings.gradient_checkpointing == "auto" and task.parts is None):
+    if recomputes_activations(settings, task):
         # use_reentrant=False: the recommended variant, and it works with frozen inputs (embeddings in eval).
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return task
+
+
+def recomputes_activations(settings: FinetuneConfig, task: Task) -> bool:
+    """Whether the backward pass recomputes activations: ``--gradient-checkpointing on``, or ``auto`` where a batch
+    runs padded in one pass (no :attr:`Task.parts`), unless the corpus is prefilled into a cache (preprompt objective):
+    a checkpointed layer drops a given cache (transformers sets ``past_key_values=None``), and the question's
+    attention mask, which spans the corpus, then fails against its own keys."""
+    if settings.gradient_checkpointing == "auto":
+        return task.parts is None and settings.objective != PREPROMPT_OBJECTIVE
+    return settings.gradient_checkpointing == "on"
