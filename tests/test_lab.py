@@ -25,10 +25,8 @@ from rag.eval import EvalConfig, run_eval
 from rag.eval.dataset import select
 from rag.eval.metrics import abstained
 from rag.eval.predictions import PredictionLog
-from rag.finetune import FinetuneConfig, finetune
+from rag.finetune import MODES, FinetuneConfig, finetune
 from rag.finetune.causal import DOCUMENTS, IGNORE, QUESTIONS, generator_sequences, phased_batches
-from rag.finetune.full import build as full_build
-from rag.finetune.lora import build as lora_build
 from rag.generate import common_prefix
 from rag.finetune.cloze import BLANK, blanks, cloze_questions, sentences
 from rag.finetune.data import load_data
@@ -390,14 +388,14 @@ def test_the_preprompt_objective_trains_on_the_eval_corpus_prompt_with_the_answe
             replace(settings, **wrong).resolved()
 
 
-@pytest.mark.parametrize("mode, build", [("lora", lora_build), ("full", full_build)])
-def test_the_shared_corpus_opening_gives_the_whole_sequences_loss_with_the_current_weights(vellmar_index, mode, build):
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_the_shared_corpus_opening_gives_the_whole_sequences_loss_with_the_current_weights(vellmar_index, mode):
     """The loss over a cached opening is the loss of the whole sequence, before and after an optimizer step (a cache
     kept across a weight update would give the old weights' loss); the trained weights get a gradient. The same for
     full fine-tuning (every weight trained: all of them are watched for a change)."""
     settings = FinetuneConfig(mode, "unused", qa=str(QA_FILE), index=str(vellmar_index), objective="preprompt", limit=4).resolved()
     config = Config().override(CORPUS_BUDGET)
-    task = build(settings, config, load_data(settings, config))
+    task = MODES[mode](settings, config, load_data(settings, config))
     model = task.model.float()  # fp32: the two paths agree to rounding
     sequence = task.train[0]
     assert sequence.shared > 0

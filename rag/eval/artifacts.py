@@ -76,16 +76,16 @@ ARTIFACT_KINDS = {
 def load_artifact(flag: str, path: str) -> Artifact:
     """Check that ``path`` is the kind of folder ``flag`` takes; the error names both."""
     kind = ARTIFACT_KINDS[flag]
-    marker, peft_type, command = kind.marker, kind.peft_type, kind.command
+    command = kind.command
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"{flag} {path}: no such folder; make one with `{command}`")
-    if not (folder / marker).is_file():
-        raise ValueError(f"{flag} {path}: not a fine-tuned folder (no {marker}); make one with `{command}`")
-    if peft_type:
-        found = json.loads((folder / marker).read_text(encoding="utf-8")).get("peft_type")
-        if found != peft_type:
-            raise ValueError(f"{flag} {path}: holds a {found} adapter, expected {peft_type}; make one with `{command}`")
+    if not (folder / kind.marker).is_file():
+        raise ValueError(f"{flag} {path}: not a fine-tuned folder (no {kind.marker}); make one with `{command}`")
+    if kind.peft_type:
+        found = json.loads((folder / kind.marker).read_text(encoding="utf-8")).get("peft_type")
+        if found != kind.peft_type:
+            raise ValueError(f"{flag} {path}: holds a {found} adapter, expected {kind.peft_type}; make one with `{command}`")
     run, fingerprint = {}, ""
     if (folder / "run.json").is_file():
         text = (folder / "run.json").read_text(encoding="utf-8")
@@ -97,9 +97,8 @@ def load_artifact(flag: str, path: str) -> Artifact:
     else:  # no record: the weights themselves tell a retrained folder apart
         fingerprint = ModelSource(path, folder).fingerprint()
     hyperparameters = run.get("hyperparameters") or {}
-    expected = kind.objective
-    if expected and hyperparameters.get("objective", expected) != expected:
-        raise ValueError(f"{flag} {path}: trained with --objective {hyperparameters['objective']}, not {expected} (how it is scored); "
+    if kind.objective and hyperparameters.get("objective", kind.objective) != kind.objective:
+        raise ValueError(f"{flag} {path}: trained with --objective {hyperparameters['objective']}, not {kind.objective} (how it is scored); "
                          f"make one with `{command}`")
     size = run.get("artifact_bytes") or folder_bytes(folder)
     trained_on, documents = run.get("train_questions"), run.get("train_documents")
