@@ -55,7 +55,8 @@ QA := corpora/vellmar-qa.jsonl
 # bf16, a closed-book one ~0.2 s); the other retrievers, the fine-tuned embedder's dense-ft among them, are scored on their
 # ranking alone (milliseconds a question). On a GPU: FOLDS=5 LAB_ARMS="embedder lora lora-cb full-cb soft-prompt full scratch"
 # LAB_RETRIEVERS=none,bm25,dense,dense-ft,hybrid,corpus. The preprompt arm trained for its prompt (the whole corpus before
-# each question): LAB_ARMS="embedder lora lora-cb full-cb lora-pp" LAB_RETRIEVERS=none,bm25,corpus
+# each question): LAB_ARMS="embedder lora lora-cb full-cb lora-pp" LAB_RETRIEVERS=none,bm25,corpus, and full-pp for full
+# fine-tuning on the same prompt
 # (docs/results/preprompt-trained/RUN.md: about 10 min of training and 5 of eval a fold on the CPU).
 FOLDS ?= 3
 LAB_ARMS ?= embedder lora lora-cb full-cb
@@ -92,12 +93,16 @@ LAB_LR_full ?= 1e-4
 # lora-pp (the whole corpus in the prompt): 5e-4, 1e-3, 2e-3 and 4e-3 swept the same way; 2e-3 was lowest
 # (docs/results/preprompt-trained/RUN.md).
 LAB_LR_lora-pp ?= 2e-3
+# full-pp (full fine-tuning on the same prompt): 5e-5, 1e-4 and 2e-4 swept the same way; 1e-4 was lowest
+# (docs/results/preprompt-full/RUN.md).
+LAB_LR_full-pp ?= 1e-4
 LAB_LR_SWEEP_lora ?= 5e-4,1e-3,2e-3
 LAB_LR_SWEEP_lora-cb ?= 2e-3,4e-3,8e-3
 LAB_LR_SWEEP_full-cb ?= 2e-4,4e-4,8e-4
 LAB_LR_SWEEP_soft-prompt ?= 1e-2,3e-2,1e-1
 LAB_LR_SWEEP_full ?= 5e-5,1e-4,2e-4
 LAB_LR_SWEEP_lora-pp ?= 1e-3,2e-3,4e-3
+LAB_LR_SWEEP_full-pp ?= 5e-5,1e-4,2e-4
 # The arms trained with passages get, beside the gold one, the passages BM25 ranks highest for the question, as the
 # eval's bm25 retriever gives them, instead of random ones (docs/results/vellmar/RUN.md compares the two).
 LAB_SUPERVISED_FLAGS ?= --distractors-from bm25
@@ -113,6 +118,7 @@ MODE_full := full
 MODE_lora-cb := lora --objective closed-book
 MODE_full-cb := full --objective closed-book
 MODE_lora-pp := lora --objective preprompt
+MODE_full-pp := full --objective preprompt
 MODE_scratch := scratch
 EVAL_FLAG_embedder := --embedder
 EVAL_FLAG_lora := --adapter
@@ -121,6 +127,7 @@ EVAL_FLAG_full := --generator
 EVAL_FLAG_lora-cb := --closed-book-adapter
 EVAL_FLAG_full-cb := --closed-book-generator
 EVAL_FLAG_lora-pp := --preprompt-adapter
+EVAL_FLAG_full-pp := --preprompt-generator
 EVAL_FLAG_scratch := --scratch-generator
 # $(call fold_targets,FOLDS,ARMS,RUNS_DIR): RUNS_DIR/fold-I/ARM/run.json for every fold and arm
 fold_targets = $(foreach fold,$(shell seq 0 $$(($(1) - 1))),$(foreach arm,$(2),$(3)/fold-$(fold)/$(arm)/run.json))

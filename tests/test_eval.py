@@ -4,6 +4,7 @@ Real models, tiny runs: 3 questions, short prompts (context_tokens 512, 2
 passages) and 8 new tokens.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -132,10 +133,10 @@ def test_default_plan_skips_what_has_no_artifact(tmp_path):
     reasons = " ".join(s.reason for s in skipped)
     assert {s.variant for s in skipped} == {
         "retriever dense-ft", "generator lora", "generator soft-prompt", "generator full", "generator lora-cb", "generator full-cb",
-        "generator scratch", "generator lora-pp",
+        "generator scratch", "generator lora-pp", "generator full-pp",
     }
     flags = ("--embedder", "--adapter", "--soft-prompt", "--generator", "--closed-book-adapter", "--closed-book-generator", "--scratch-generator",
-             "--preprompt-adapter")
+             "--preprompt-adapter", "--preprompt-generator")
     assert all(flag in reasons for flag in flags)
 
 
@@ -415,6 +416,47 @@ def test_soft_prompt_and_full_generators_end_to_end(tmp_path, vellmar_index):
             assert row["prompt_tokens"] == base["prompt_tokens"] + 4
     full = next(c for c in report.combinations if c.combination == "bm25+full")
     assert (full.train_seconds, full.trainable_params) == (30.0, 134515008)
+
+
+def test_a_full_fine_tune_trained_with_the_corpus_in_its_prompt_is_scored_with_it_and_compared_with_each_arm(tmp_path, vellmar_index):
+    import shutil
+
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    from rag.finetune.causal import save_with_tokenizer
+    from rag.models import load_generator
+
+    def recorded(folder, mode, objective):
+        (folder / "run.json").write_text(json.dumps({"mode": mode, "hyperparameters": {"objective": objective}}))
+        return str(folder)
+
+    model, tokenizer = load_generator(Config(), for_training=True)
+    save_with_tokenizer(model, tokenizer, tmp_path / "full")  # the base weights, as `finetune full` writes a model
+    shutil.copytree(tmp_path / "full", tmp_path / "full-pp", copy_function=os.link)
+    get_peft_model(model, LoraConfig(task_type=TaskType.CAUSAL_LM, r=2)).save_pretrained(tmp_path / "lora-pp")  # B = 0: base's answers
+    folders = {"generator": recorded(tmp_path / "full", "full", "supervised"),
+               "preprompt_generator": recorded(tmp_path / "full-pp", "full", "preprompt"),
+               "preprompt_adapter": recorded(tmp_path / "lora-pp", "lora", "preprompt")}
+    config = EvalConfig(str(QA_FILE), str(tmp_path / "out"), index=str(vellmar_index), retrievers=("none", "bm25", "corpus"),
+                        generators=("base", "full", "lora-pp", "full-pp"), limit=2, probe="",
+                        rag=Config().override({**TINY, "corpus_context_tokens": 1500}), **folders)
+    report = run_eval(config, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    by = {(r["combination"], r["qid"]): r for r in rows}
+    # Each fine-tune only with the prompt it trained on: full with a ranking retriever, full-pp with the whole corpus.
+    assert sorted({r["combination"] for r in rows}) == [
+        "bm25+base", "bm25+full", "corpus+base", "corpus+full-pp", "corpus+lora-pp", "none+base"]
+    for (combination, qid), row in by.items():
+        if combination == "corpus+full-pp":  # the same weights from another folder, the same prompt: the same answers
+            base = by[("corpus+base", qid)]
+            assert row["generated"] == base["generated"] and row["prompt_tokens"] == base["prompt_tokens"] > 1000
+    pairs = {(c.factor, c.a, c.b) for c in report.verdict.comparisons}
+    assert {("fine-tuning", "corpus+full-pp", "corpus+base"), ("method", "corpus+lora-pp", "corpus+full-pp"),
+            ("corpus", "corpus+full-pp", "bm25+full")} <= pairs
+    assert ("corpus", "corpus+lora-pp", "bm25+full") not in pairs  # an arm against another method is two factors
+    refused = dataclasses.replace(config, out=str(tmp_path / "refused"), preprompt_generator=folders["generator"])
+    with pytest.raises(ValueError, match="--preprompt-generator .*trained with --objective supervised, not preprompt"):
+        run_eval(refused, progress=False)
 
 
 def test_throughput_compares_batched_and_sequential(generator):

@@ -507,10 +507,13 @@ def test_the_lab_ranks_only_the_retrievers_it_does_not_generate_with():
 
 
 def test_the_lab_trains_the_preprompt_arm_for_the_corpus_prompt_and_scores_it_with_it():
-    arms = ("LAB_ARMS=embedder lora lora-cb full-cb lora-pp", "LAB_RETRIEVERS=none,bm25,corpus")
-    command = lab_commands(*arms)["runs/fold-1/lora-pp"]
-    assert " lora --objective preprompt --lr 2e-3 " in command and "--distractors-from" not in command  # its prompt has no distractors
-    assert "--qa corpora/vellmar-qa.jsonl --index indexes/vellmar --folds 3 --fold 1 " in command
+    arms = ("LAB_ARMS=embedder lora lora-cb full-cb lora-pp full-pp", "LAB_RETRIEVERS=none,bm25,corpus")
+    commands = lab_commands(*arms)
+    for arm, trained in (("lora-pp", " lora --objective preprompt --lr 2e-3 "), ("full-pp", " full --objective preprompt --lr 1e-4 ")):
+        command = commands[f"runs/fold-1/{arm}"]
+        assert trained in command and "--distractors-from" not in command  # its prompt has no distractors
+        assert "--qa corpora/vellmar-qa.jsonl --index indexes/vellmar --folds 3 --fold 1 " in command
     evaluated = lab_eval_command(*arms)
-    assert "--generators base,fewshot,lora,lora-cb,full-cb,lora-pp " in evaluated
-    assert " --preprompt-adapter 'runs/fold-{fold}/lora-pp'" in evaluated and " --retrievers none,bm25,corpus " in evaluated
+    assert "--generators base,fewshot,lora,lora-cb,full-cb,lora-pp,full-pp " in evaluated
+    assert " --preprompt-adapter 'runs/fold-{fold}/lora-pp'" in evaluated and " --preprompt-generator 'runs/fold-{fold}/full-pp'" in evaluated
+    assert " --retrievers none,bm25,corpus " in evaluated

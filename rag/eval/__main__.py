@@ -51,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option(parser, EvalConfig, "--closed-book-adapter", help="LoRA folder trained with --objective closed-book (lora-cb, closed book only); one per model")
     option(parser, EvalConfig, "--closed-book-generator", help="full fine-tune trained with --objective closed-book (full-cb, closed book only); one per model")
     option(parser, EvalConfig, "--preprompt-adapter", help="LoRA folder trained with --objective preprompt (lora-pp, with the corpus retriever only); one per model")
+    option(parser, EvalConfig, "--preprompt-generator", help="full fine-tune trained with --objective preprompt (full-pp, with the corpus retriever only); one per model")
     option(parser, EvalConfig, "--scratch-generator", help="small model trained from random weights by rag.finetune scratch (scratch, closed book only); one per model")
     option(parser, EvalConfig, "--limit", type=int, help="evaluate a seeded sample of N questions (and N probe questions)")
     option(parser, EvalConfig, "--split", choices=SPLITS, help="questions to use; val = those rag.finetune held out")

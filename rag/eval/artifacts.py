@@ -70,6 +70,7 @@ ARTIFACT_KINDS = {
     "--closed-book-generator": ArtifactKind("config.json", None, "full", CLOSED_BOOK_OBJECTIVE),
     "--scratch-generator": ArtifactKind("config.json", None, "scratch", CLOSED_BOOK_OBJECTIVE),
     "--preprompt-adapter": ArtifactKind("adapter_config.json", "LORA", "lora", PREPROMPT_OBJECTIVE),
+    "--preprompt-generator": ArtifactKind("config.json", None, "full", PREPROMPT_OBJECTIVE),
 }
 
 
@@ -144,6 +145,7 @@ class Artifacts:
     closed_book_generator: Artifact | None = None
     scratch_generator: Artifact | None = None
     preprompt_adapter: Artifact | None = None
+    preprompt_generator: Artifact | None = None
     has_corpus: bool = False
 
     @classmethod

@@ -23,12 +23,12 @@ from rag.config import Config, check_minimums
 PROBE_FILE = Path(__file__).resolve().parent / "probes" / "general-knowledge.jsonl"
 SPLITS = ("all", "val", "train")
 ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator", "closed_book_adapter", "closed_book_generator", "scratch_generator",
-                   "preprompt_adapter")  # the fields naming fine-tuned folders
+                   "preprompt_adapter", "preprompt_generator")  # the fields naming fine-tuned folders
 FOLD_PLACEHOLDER = "{fold}"  # in an artifact path under --folds: replaced by each fold's number
 PIPELINE_DEFAULTS = Config(max_new_tokens=32)  # short reference answers need few tokens
 # Trained from a generator model: a comma list gives one folder per model of --models, matched by its run.json.
 MODEL_ARTIFACT_FIELDS = ("adapter", "soft_prompt", "generator", "closed_book_adapter", "closed_book_generator", "scratch_generator",
-                         "preprompt_adapter")
+                         "preprompt_adapter", "preprompt_generator")
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,9 @@ class EvalConfig:
     closed_book_adapter: tuple[str, ...] | None = None
     closed_book_generator: tuple[str, ...] | None = None
     scratch_generator: tuple[str, ...] | None = None  # small models trained from random weights (scratch, closed book only)
-    preprompt_adapter: tuple[str, ...] | None = None  # LoRA folders trained with --objective preprompt (lora-pp, corpus only)
+    # Trained with --objective preprompt (lora-pp, full-pp: scored with the corpus retriever only), at most one per model.
+    preprompt_adapter: tuple[str, ...] | None = None
+    preprompt_generator: tuple[str, ...] | None = None
     limit: int | None = None  # evaluate a seeded sample of this many questions (and probes)
     split: str = "all"  # all | val | train: rag.qa.split with val_fraction and split_seed, as rag.finetune splits
     val_fraction: float = 0.25  # rag.finetune --val-fraction of the artifacts scored

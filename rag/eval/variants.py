@@ -9,7 +9,7 @@ Generators: ``base`` (zero-shot), ``fewshot`` (preprompt and
 closest to the question: rag/context.py), ``lora``, ``soft-prompt`` and ``full``
 (fine-tuned with ``python -m rag.finetune``), and ``lora-cb`` and ``full-cb``
 (fine-tuned with ``--objective closed-book`` to answer from what they absorbed:
-scored closed book only, the "fine-tune instead of retrieval" arm), ``lora-pp`` (fine-tuned with
+scored closed book only, the "fine-tune instead of retrieval" arm), ``lora-pp`` and ``full-pp`` (fine-tuned with
 ``--objective preprompt`` to read the whole corpus before each question: scored with the ``corpus`` retriever
 only, the preprompt arm trained for how it is tested), and ``scratch`` (a small model trained
 from random weights on the corpus and the training questions, ``python -m rag.finetune scratch``: closed
@@ -200,6 +200,11 @@ def lora_preprompt(config: Config, artifacts: Artifacts) -> GeneratorSpec:
     return GeneratorSpec("lora-pp", config.override({"few_shot": 0}), artifact.path, artifact, only_with=WHOLE_CORPUS)
 
 
+def full_preprompt(config: Config, artifacts: Artifacts) -> GeneratorSpec:
+    artifact = artifacts.require("preprompt_generator", "generator full-pp")
+    return GeneratorSpec("full-pp", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, only_with=WHOLE_CORPUS)
+
+
 def full_closed_book(config: Config, artifacts: Artifacts) -> GeneratorSpec:
     artifact = artifacts.require("closed_book_generator", "generator full-cb")
     return GeneratorSpec("full-cb", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, only_with=CLOSED_BOOK)
@@ -219,6 +224,7 @@ GENERATORS: dict[str, Callable[[Config, Artifacts], GeneratorSpec]] = {
     "full": full,
     "lora-cb": lora_closed_book,
     "lora-pp": lora_preprompt,
+    "full-pp": full_preprompt,
     "full-cb": full_closed_book,
     "scratch": scratch,
 }
