@@ -55,9 +55,9 @@ QA := corpora/vellmar-qa.jsonl
 # bf16, a closed-book one ~0.2 s); the other retrievers, the fine-tuned embedder's dense-ft among them, are scored on their
 # ranking alone (milliseconds a question). On a GPU: FOLDS=5 LAB_ARMS="embedder lora lora-cb full-cb soft-prompt full scratch"
 # LAB_RETRIEVERS=none,bm25,dense,dense-ft,hybrid,corpus. The preprompt arm trained for its prompt (the whole corpus before
-# each question): LAB_ARMS="embedder lora lora-cb full-cb lora-pp" LAB_RETRIEVERS=none,bm25,corpus, and full-pp for full
-# fine-tuning on the same prompt
-# (docs/results/preprompt-trained/RUN.md: about 10 min of training and 5 of eval a fold on the CPU).
+# each question): LAB_ARMS="embedder lora lora-cb full-cb lora-pp" LAB_RETRIEVERS=none,bm25,corpus
+# (docs/results/preprompt-trained/RUN.md: about 10 min of training and 5 of eval a fold on the CPU); full-pp adds full
+# fine-tuning on that prompt (docs/results/preprompt-full/RUN.md: 8.5-10 min of training a fold).
 FOLDS ?= 3
 LAB_ARMS ?= embedder lora lora-cb full-cb
 LAB_RETRIEVERS ?= none,bm25
