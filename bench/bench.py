@@ -179,6 +179,9 @@ class TrainingRow:
     tokens_per_s: float
     speedup: float  # the first row's step_s over this one's
     val_loss: float  # on the same validation sequences in each row, untrained: how much bf16 moves the loss
+    # Dropout masks drawn in the timed steps (one per adapted projection and sequence where dropout is on): 0 with
+    # dropout on would mean the steps ran in eval mode, without the masks the trainer draws.
+    dropout_masks: int
 
 
 @dataclass(frozen=True)
@@ -489,19 +492,25 @@ def bench_training(index_dir: Path, questions: str, config: Config, steps: int, 
         task = lora.build(settings, config, load_data(settings, config))
         dtype = training_dtype(settings, resolve_device(config.device))
         batches = [task.train[start : start + batch_size] for start in range(0, (steps + 1) * batch_size, batch_size)]
-        seconds, tokens = [], 0
-        task.model.train()  # as the trainer does: dropout draws its masks (built in eval mode, the steps skipped it)
+        seconds, tokens, masks = [], 0, []
+        task.model.train()  # as the trainer does (the base model loads in eval mode; only LoRA's new modules start in train mode)
+        hooks = [module.register_forward_pre_hook(lambda module, _: masks.append(module.training))
+                 for module in task.model.modules() if isinstance(module, torch.nn.Dropout) and module.p > 0]
         for batch in batches:  # the first is a warm-up: its allocations are not timed
             (_, batch_tokens), took = timed(batch_loss, task, batch, True, dtype)
             task.model.zero_grad(set_to_none=True)
-            if batch is not batches[0]:
+            if batch is batches[0]:
+                masks.clear()
+            else:
                 seconds.append(took)
                 tokens += batch_tokens
+        for hook in hooks:
+            hook.remove()
         val_loss = validation_loss(dataclasses.replace(task, val=task.val[:batch_size]), batch_size, dtype)
         step_s = statistics.median(seconds)
         rows.append(TrainingRow(
             precision, dropout, steps, batch_size, tokens // (steps * batch_size), round(step_s, 2),
-            round(tokens / sum(seconds), 1), round(rows[0].step_s / step_s if rows else 1.0, 2), round(val_loss, 4),
+            round(tokens / sum(seconds), 1), round(rows[0].step_s / step_s if rows else 1.0, 2), round(val_loss, 4), sum(masks),
         ))
         del task
     return rows

@@ -42,6 +42,10 @@ def test_every_section_writes_its_figures_with_units(tmp_path):
     for arm in (("bf16", 0.0), ("bf16", 0.05)):  # fp32 is the reference
         assert training[arm]["speedup"]["value"] == pytest.approx(step_s["fp32", 0.0] / step_s[arm], abs=0.02)
     assert all(row["step_s"]["unit"] == "s" and row["tokens_per_s"]["value"] > 0 for row in training.values())
+    # The steps are timed in training mode, as the trainer runs them: with dropout on, every adapted projection draws a
+    # mask (none drawn would mean eval mode, which skips a fifth of a CPU step's work).
+    masks = {arm: row["dropout_masks"]["value"] for arm, row in training.items()}
+    assert masks["fp32", 0.0] == masks["bf16", 0.0] == 0 and masks["bf16", 0.05] > 0
     # bf16 autocast computes the same loss to within rounding, on the same validation prompt; dropout is off in validation
     val_loss = {arm: row["val_loss"]["value"] for arm, row in training.items()}
     assert abs(val_loss["bf16", 0.0] - val_loss["fp32", 0.0]) < 0.1 * val_loss["fp32", 0.0]
