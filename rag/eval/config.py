@@ -26,9 +26,9 @@ ARTIFACT_FIELDS = ("embedder", "adapter", "soft_prompt", "generator", "closed_bo
                    "preprompt_adapter", "preprompt_generator")  # the fields naming fine-tuned folders
 FOLD_PLACEHOLDER = "{fold}"  # in an artifact path under --folds: replaced by each fold's number
 PIPELINE_DEFAULTS = Config(max_new_tokens=32)  # short reference answers need few tokens
-# Trained from a generator model: a comma list gives one folder per model of --models, matched by its run.json.
-MODEL_ARTIFACT_FIELDS = ("adapter", "soft_prompt", "generator", "closed_book_adapter", "closed_book_generator", "scratch_generator",
-                         "preprompt_adapter", "preprompt_generator")
+# Trained from a generator model (all but the embedder): a comma list gives one folder per model of --models, matched by
+# its run.json.
+MODEL_ARTIFACT_FIELDS = tuple(name for name in ARTIFACT_FIELDS if name != "embedder")
 
 
 @dataclass(frozen=True)

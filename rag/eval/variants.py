@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag.config import CLOSED_BOOK, WHOLE_CORPUS, Config
-from rag.eval.artifacts import Artifact, Artifacts, Unavailable
+from rag.eval.artifacts import ARTIFACT_KINDS, Artifact, Artifacts, Unavailable, artifact_flag
 
 FEW_SHOT_EXAMPLES = 4
 
@@ -175,44 +175,45 @@ def sentences(config: Config, artifacts: Artifacts) -> GeneratorSpec:
     return GeneratorSpec("sentences", config.override({"few_shot": 0, "context": "sentences"}))
 
 
+def fine_tuned(name: str, field: str, config: Config, artifacts: Artifacts, only_with: str | None = None) -> GeneratorSpec:
+    """The variant ``name`` of the ``field`` artifact: a PEFT adapter (its kind declares a PEFT type) on the pipeline's
+    generator, else a model folder loaded in its place."""
+    artifact = artifacts.require(field, f"generator {name}")
+    if ARTIFACT_KINDS[artifact_flag(field)].peft_type:
+        return GeneratorSpec(name, config.override({"few_shot": 0}), artifact.path, artifact, only_with=only_with)
+    return GeneratorSpec(name, config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, only_with=only_with)
+
+
 def lora(config: Config, artifacts: Artifacts) -> GeneratorSpec:
-    artifact = artifacts.require("adapter", "generator lora")
-    return GeneratorSpec("lora", config.override({"few_shot": 0}), artifact.path, artifact)
+    return fine_tuned("lora", "adapter", config, artifacts)
 
 
 def soft_prompt(config: Config, artifacts: Artifacts) -> GeneratorSpec:
-    artifact = artifacts.require("soft_prompt", "generator soft-prompt")
-    return GeneratorSpec("soft-prompt", config.override({"few_shot": 0}), artifact.path, artifact)
+    return fine_tuned("soft-prompt", "soft_prompt", config, artifacts)
 
 
 def full(config: Config, artifacts: Artifacts) -> GeneratorSpec:
-    artifact = artifacts.require("generator", "generator full")
-    return GeneratorSpec("full", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact)
+    return fine_tuned("full", "generator", config, artifacts)
 
 
 def lora_closed_book(config: Config, artifacts: Artifacts) -> GeneratorSpec:
-    artifact = artifacts.require("closed_book_adapter", "generator lora-cb")
-    return GeneratorSpec("lora-cb", config.override({"few_shot": 0}), artifact.path, artifact, only_with=CLOSED_BOOK)
+    return fine_tuned("lora-cb", "closed_book_adapter", config, artifacts, only_with=CLOSED_BOOK)
 
 
 def lora_preprompt(config: Config, artifacts: Artifacts) -> GeneratorSpec:
-    artifact = artifacts.require("preprompt_adapter", "generator lora-pp")
-    return GeneratorSpec("lora-pp", config.override({"few_shot": 0}), artifact.path, artifact, only_with=WHOLE_CORPUS)
+    return fine_tuned("lora-pp", "preprompt_adapter", config, artifacts, only_with=WHOLE_CORPUS)
 
 
 def full_preprompt(config: Config, artifacts: Artifacts) -> GeneratorSpec:
-    artifact = artifacts.require("preprompt_generator", "generator full-pp")
-    return GeneratorSpec("full-pp", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, only_with=WHOLE_CORPUS)
+    return fine_tuned("full-pp", "preprompt_generator", config, artifacts, only_with=WHOLE_CORPUS)
 
 
 def full_closed_book(config: Config, artifacts: Artifacts) -> GeneratorSpec:
-    artifact = artifacts.require("closed_book_generator", "generator full-cb")
-    return GeneratorSpec("full-cb", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, only_with=CLOSED_BOOK)
+    return fine_tuned("full-cb", "closed_book_generator", config, artifacts, only_with=CLOSED_BOOK)
 
 
 def scratch(config: Config, artifacts: Artifacts) -> GeneratorSpec:
-    artifact = artifacts.require("scratch_generator", "generator scratch")
-    return GeneratorSpec("scratch", config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, only_with=CLOSED_BOOK)
+    return fine_tuned("scratch", "scratch_generator", config, artifacts, only_with=CLOSED_BOOK)
 
 
 GENERATORS: dict[str, Callable[[Config, Artifacts], GeneratorSpec]] = {
