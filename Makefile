@@ -53,7 +53,7 @@ QA := corpora/vellmar-qa.jsonl
 # 3 folds (each model trains on two thirds of the questions), the arms that answer "RAG or fine-tune?" one factor
 # at a time, and generation with closed book and BM25 only (a ranked combination costs ~1 s a question on the CPU in
 # bf16, a closed-book one ~0.2 s); the other retrievers, the fine-tuned embedder's dense-ft among them, are scored on their
-# ranking alone (milliseconds a question). On a GPU: FOLDS=5 LAB_ARMS="embedder lora lora-cb full-cb soft-prompt full scratch"
+# ranking alone (milliseconds a question). On a GPU: FOLDS=5 LAB_ARMS="embedder lora lora-cb full-cb soft-prompt full scratch lora-pp full-pp"
 # LAB_RETRIEVERS=none,bm25,dense,dense-ft,hybrid,corpus. The preprompt arm trained for its prompt (the whole corpus before
 # each question): LAB_ARMS="embedder lora lora-cb full-cb lora-pp" LAB_RETRIEVERS=none,bm25,corpus
 # (docs/results/preprompt-trained/RUN.md: about 10 min of training and 5 of eval a fold on the CPU); full-pp adds full

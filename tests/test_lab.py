@@ -501,7 +501,7 @@ def test_the_lab_ranks_only_the_retrievers_it_does_not_generate_with():
     assert " --ranking-only dense,hybrid " in lab_eval_command("LAB_RETRIEVERS=none,bm25,dense-ft")
     assert " --ranking-only dense,hybrid " in lab_eval_command("LAB_ARMS=lora")  # no embedder arm, no dense-ft
     # the GPU lab generates with every retriever: none is left to rank only
-    gpu = lab_eval_command("FOLDS=5", "LAB_ARMS=embedder lora lora-cb full-cb soft-prompt full scratch",
+    gpu = lab_eval_command("FOLDS=5", "LAB_ARMS=embedder lora lora-cb full-cb soft-prompt full scratch lora-pp full-pp",
                            "LAB_RETRIEVERS=none,bm25,dense,dense-ft,hybrid,corpus")
     assert " --retrievers none,bm25,dense,dense-ft,hybrid,corpus " in gpu and "--ranking-only" not in gpu
 

@@ -18,7 +18,7 @@ site=${SITE:-/tmp/site}
 packages=(faiss-cpu bm25s PyStemmer gguf ftfy wcwidth langchain-text-splitters langchain-core langchain-protocol langsmith
   pydantic pydantic_core annotated-types typing-inspection jsonpatch jsonpointer tenacity orjson uuid_utils zstandard
   requests-toolbelt pypdf beautifulsoup4 soupsieve transformers sentence-transformers peft tokenizers typing_extensions)
-full_size=(FOLDS=5 "LAB_ARMS=embedder lora lora-cb full-cb soft-prompt full scratch" LAB_RUNS_DIR=runs/gpu
+full_size=(FOLDS=5 "LAB_ARMS=embedder lora lora-cb full-cb soft-prompt full scratch lora-pp full-pp" LAB_RUNS_DIR=runs/gpu
   LAB_REPORT=reports/vellmar-gpu "EVAL_FLAGS=--set generation_batch_size=64")
 
 cast_float_weights() {  # cast_float_weights PYTHON FILE DTYPE: a safetensors file's float tensors to DTYPE, in place
