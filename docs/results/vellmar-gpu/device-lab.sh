@@ -18,8 +18,9 @@ site=${SITE:-/tmp/site}
 packages=(faiss-cpu bm25s PyStemmer gguf ftfy wcwidth langchain-text-splitters langchain-core langchain-protocol langsmith
   pydantic pydantic_core annotated-types typing-inspection jsonpatch jsonpointer tenacity orjson uuid_utils zstandard
   requests-toolbelt pypdf beautifulsoup4 soupsieve transformers sentence-transformers peft tokenizers typing_extensions)
-full_size=(FOLDS=5 "LAB_ARMS=embedder lora lora-cb full-cb soft-prompt full scratch lora-pp full-pp" LAB_RUNS_DIR=runs/gpu
-  LAB_REPORT=reports/vellmar-gpu "EVAL_FLAGS=--set generation_batch_size=64")
+full_size=(FOLDS=5 LAB_RUNS_DIR=runs/gpu LAB_REPORT=reports/vellmar-gpu "EVAL_FLAGS=--set generation_batch_size=64")
+arms="embedder lora lora-cb full-cb soft-prompt full scratch"
+preprompt_arms="lora-pp full-pp"  # scored with the corpus retriever alone: trained from stage 2 on
 
 cast_float_weights() {  # cast_float_weights PYTHON FILE DTYPE: a safetensors file's float tensors to DTYPE, in place
   "$1" - "$2" "$3" <<'EOF'
@@ -67,19 +68,19 @@ lab)  # there: the stages until SECONDS have passed, then what is done into $OUT
   began=$(date +%s)  # dequantizing the GGUF took ~50 s there
   timeout -k 10 $((deadline - began)) python3 -c "from rag.config import Config; from rag.models import float_generator_folder; float_generator_folder(Config())"
   echo "== dequantize: $(($(date +%s) - began)) s"
-  stage() {  # stage NAME RETRIEVERS: make lab within the time left, then send the report back
+  stage() {  # stage NAME ARMS RETRIEVERS: make lab within the time left, then send the report back
     local began=$(date +%s) left=$((deadline - $(date +%s)))
-    echo "== stage $1 ($2): $left s left"
+    echo "== stage $1 ($2; $3): $left s left"
     [ "$left" -gt 30 ] || return 0
-    timeout -k 15 "$left" make -o setup -j6 lab BIN=/tmp/bin "${full_size[@]}" LAB_RETRIEVERS="$2" "${@:3}" || echo "== stage $1 stopped: $?"
+    timeout -k 15 "$left" make -o setup -j6 lab BIN=/tmp/bin "${full_size[@]}" LAB_ARMS="$2" LAB_RETRIEVERS="$3" "${@:4}" || echo "== stage $1 stopped: $?"
     pkill -9 -f "python3? -m rag\." || true  # a job that outlived make's stop
     echo "== stage $1: $(($(date +%s) - began)) s"
     tar czf "$out/report-$1.tgz" --exclude="index-ft-fold-*" reports/vellmar-gpu || true
     find runs/gpu \( -name run.json -o -name loss.png \) | tar czf "$out/runs.tgz" -T - || true
   }
-  stage 1 none,bm25 "$@"
-  stage 2 none,bm25,dense-ft,corpus "$@"
-  stage 3 none,bm25,dense,dense-ft,hybrid,corpus "$@";;
+  stage 1 "$arms" none,bm25 "$@"
+  stage 2 "$arms $preprompt_arms" none,bm25,dense-ft,corpus "$@"
+  stage 3 "$arms $preprompt_arms" none,bm25,dense,dense-ft,hybrid,corpus "$@";;
 *)
   sed -n '2,14p' "$0"; exit 2;;
 esac
