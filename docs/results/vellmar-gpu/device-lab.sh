@@ -61,7 +61,8 @@ lab)  # there: the stages until SECONDS have passed, then what is done into $OUT
   exec >>"$out/lab.log" 2>&1  # a file, not a pipe: it comes back even if the call is stopped
   export PYTHONPATH=$site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4 TQDM_MININTERVAL=30
   # make calls $(BIN)/python: a wrapper, since a link to a virtual environment's python3 loses the environment
-  mkdir -p /tmp/bin; printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > /tmp/bin/python; chmod +x /tmp/bin/python
+  # (removed first: writing through a link left there would overwrite what it points to, a python3 shim here once)
+  mkdir -p /tmp/bin; rm -f /tmp/bin/python; printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > /tmp/bin/python; chmod +x /tmp/bin/python
   { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true; nproc --all; date -u
     python3 -c "import torch, transformers, sentence_transformers as st, peft; print(torch.__version__, transformers.__version__, st.__version__, peft.__version__, torch.cuda.is_available())"
   } | tee "$out/machine.txt"
