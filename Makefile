@@ -69,7 +69,8 @@ LAB_K ?= 3
 # (SmolLM2-135M-Instruct). Another model gets its own runs and report folders, named after it. The rates below were
 # swept for SmolLM2: give another model's (LAB_LR_lora=...) or LAB_LR_SELECTION=nested.
 LAB_MODEL ?=
-lab_model_name = $(notdir $(patsubst package:%,%,$(LAB_MODEL)))
+# as rag.eval.plan.model_label names it: the package, or the folder (a trailing slash dropped, else notdir gives "")
+lab_model_name = $(notdir $(patsubst %/,%,$(patsubst package:%,%,$(LAB_MODEL))))
 LAB_RUNS_DIR ?= runs$(if $(lab_nested),/nested)$(if $(LAB_MODEL),/$(lab_model_name))
 LAB_REPORT ?= reports/vellmar-$(if $(lab_nested),nested,cv)$(if $(LAB_MODEL),-$(lab_model_name))
 lab_model_flag = $(if $(LAB_MODEL),--set generator=$(LAB_MODEL))

