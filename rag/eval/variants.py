@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag.config import CLOSED_BOOK, WHOLE_CORPUS, Config
-from rag.eval.artifacts import ARTIFACT_KINDS, Artifact, Artifacts, Unavailable, artifact_flag
+from rag.eval.artifacts import ARTIFACT_KINDS, Artifact, Artifacts, Unavailable
 
 FEW_SHOT_EXAMPLES = 4
 
@@ -179,7 +179,7 @@ def fine_tuned(name: str, field: str, config: Config, artifacts: Artifacts, only
     """The variant ``name`` of the ``field`` artifact: a PEFT adapter (its kind declares a PEFT type) on the pipeline's
     generator, else a model folder loaded in its place."""
     artifact = artifacts.require(field, f"generator {name}")
-    if ARTIFACT_KINDS[artifact_flag(field)].peft_type:
+    if ARTIFACT_KINDS[artifact.flag].peft_type:
         return GeneratorSpec(name, config.override({"few_shot": 0}), artifact.path, artifact, only_with=only_with)
     return GeneratorSpec(name, config.override({"few_shot": 0, "generator": artifact.path}), None, artifact, only_with=only_with)
 
