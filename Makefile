@@ -67,7 +67,8 @@ LAB_RANKING_ONLY ?= $(subst $(space),$(comma),$(filter-out $(subst $(comma),$(sp
 LAB_K ?= 3
 # The generator model every arm but the embedder trains from and the eval answers with; empty: the pipeline's own
 # (SmolLM2-135M-Instruct). Another model gets its own runs and report folders, named after it. The rates below were
-# swept for SmolLM2: give another model's (LAB_LR_lora=...) or LAB_LR_SELECTION=nested.
+# swept for SmolLM2: give another model's (LAB_LR_lora=...) or LAB_LR_SELECTION=nested. Gemma 3 270M's, swept the same
+# way: LAB_LR_lora=2.5e-4 LAB_LR_lora-cb=1e-3 (docs/results/vellmar-gemma/, vellmar-gemma-cb/); its full-cb is unswept.
 LAB_MODEL ?=
 # as rag.eval.plan.model_label names it: the package, or the folder (a trailing slash dropped, else notdir gives "")
 lab_model_name = $(notdir $(patsubst %/,%,$(patsubst package:%,%,$(LAB_MODEL))))
